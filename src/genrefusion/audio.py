@@ -1,0 +1,312 @@
+"""Audio input: decode, mix to mono, resample, normalise, and cut into windows.
+
+Decoding tries libsndfile (``soundfile``: wav, flac, ogg/vorbis, opus, mp3, au/snd, aiff) first
+and falls back to FFmpeg through PyAV (m4a/aac, wma, odd containers, anything libsndfile refuses).
+Both paths seek, so ``offset``/``duration`` read a part of an hours-long file without decoding
+the rest. Every failure is an :class:`~genrefusion.errors.AudioError` naming the file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from genrefusion.errors import AudioError
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".snd", ".aif", ".aiff",
+     ".m4a", ".aac", ".wma", ".webm"}
+)
+#: Peak amplitude at or below which a signal counts as digital silence (about -100 dBFS).
+SILENCE_PEAK = 1e-5
+#: A decode that yields less than this share of the frames the header promises is "truncated".
+TRUNCATION_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says, without decoding the samples."""
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int  # at ``sample_rate``; an estimate for some compressed formats
+    backend: str  # "soundfile" or "pyav"
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def is_audio_path(path: str | Path) -> bool:
+    """True where the file name has an audio extension genrefusion decodes."""
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError("file not found", path=path)
+    if not path.is_file():
+        raise AudioError("not a regular file", path=path)
+    if path.stat().st_size == 0:
+        raise AudioError("empty file (0 bytes)", path=path)
+
+
+def probe(path: str | Path) -> AudioInfo:
+    """Read a file's header: sample rate, channels, length. Raises AudioError if undecodable."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = sf.info(str(path))
+        if info.samplerate > 0 and info.channels > 0:
+            return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), "soundfile")
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        sf_err = err
+    else:
+        sf_err = "no audio stream"
+    return _probe_pyav(path, sf_err)
+
+
+def _probe_pyav(path: Path, sf_err) -> AudioInfo:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError("no audio stream in file", path=path)
+            stream = container.streams.audio[0]
+            rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1_000_000
+            else:
+                seconds = 0.0
+            return AudioInfo(str(path), rate, int(stream.channels or 1), int(round(seconds * rate)), "pyav")
+    except AudioError:
+        raise
+    except Exception as err:  # PyAV raises many FFmpeg error types
+        raise AudioError(
+            f"not a decodable audio file (libsndfile: {_short(sf_err)}; ffmpeg: {_short(err)})", path=path
+        ) from None
+
+
+def _short(err) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:160]
+
+
+def to_mono(y: np.ndarray) -> np.ndarray:
+    """Mix ``(n_samples, n_channels)`` down to ``(n_samples,)`` by the mean over channels."""
+    if y.ndim == 1:
+        return y
+    return y.mean(axis=1, dtype=np.float64).astype(np.float32) if y.shape[1] > 1 else y[:, 0]
+
+
+def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample ``(n_samples,)`` or ``(n_samples, n_channels)`` with soxr's high quality (librosa's default)."""
+    if orig_sr == target_sr:
+        return y
+    if orig_sr <= 0 or target_sr <= 0:
+        raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    return soxr.resample(y, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def normalize_peak(y: np.ndarray, *, peak: float = 1.0) -> np.ndarray:
+    """Scale so that ``max |y| == peak``; silence is returned unchanged."""
+    top = float(np.max(np.abs(y))) if y.size else 0.0
+    return y if top <= SILENCE_PEAK else (y * (peak / top)).astype(np.float32)
+
+
+def load(
+    path: str | Path,
+    *,
+    sr: int | None = 22050,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+    normalize: bool = False,
+    allow_silent: bool = True,
+) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 in [-1, 1].
+
+    Parameters
+    ----------
+    sr : target sample rate in Hz; ``None`` keeps the file's rate.
+    mono : mix channels to one (mean); otherwise return ``(n_samples, n_channels)``.
+    offset, duration : seconds; only that part is decoded (the decoders seek).
+    normalize : scale to peak 1.
+    allow_silent : if False, all-silent audio (peak <= 1e-5) raises AudioError.
+
+    Returns
+    -------
+    y : ``(n_samples,)`` (mono) or ``(n_samples, n_channels)``, float32.
+    sr : the sample rate of ``y``.
+    """
+    path = Path(path)
+    _check_file(path)
+    if offset < 0 or (duration is not None and duration <= 0):
+        raise AudioError(f"offset must be >= 0 and duration > 0, got offset={offset}, duration={duration}", path=path)
+    try:
+        y, native_sr = _decode_soundfile(path, offset, duration)
+    except _FallBack as fb:
+        y, native_sr = _decode_pyav(path, offset, duration, fb.reason)
+    if y.shape[0] == 0:
+        what = "nothing after the requested offset" if offset > 0 else "zero-length audio (no samples)"
+        raise AudioError(what, path=path)
+    if not np.all(np.isfinite(y)):
+        raise AudioError("audio contains NaN or infinite samples", path=path)
+    if mono:
+        y = to_mono(y)
+    if sr is not None and sr != native_sr:
+        y = resample(y, orig_sr=native_sr, target_sr=sr)
+        native_sr = sr
+    if not allow_silent and float(np.max(np.abs(y))) <= SILENCE_PEAK:
+        raise AudioError("all-silent audio (peak amplitude below -100 dBFS)", path=path)
+    if normalize:
+        y = normalize_peak(y)
+    return np.ascontiguousarray(y, dtype=np.float32), int(native_sr)
+
+
+class _FallBack(Exception):
+    def __init__(self, reason):
+        self.reason = reason
+
+
+def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise _FallBack(err) from None
+    with f:
+        native_sr = f.samplerate
+        start = int(round(offset * native_sr))
+        want = -1 if duration is None else int(round(duration * native_sr))
+        expected = max(f.frames - start, 0) if f.frames > 0 else 0
+        if want >= 0:
+            expected = min(expected, want)
+        try:
+            if start:
+                if f.seekable():
+                    f.seek(min(start, f.frames))
+                else:
+                    f.read(start, dtype="float32")
+            y = f.read(frames=want, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"corrupt or truncated audio ({_short(err)})", path=path) from None
+    if expected and y.shape[0] < expected * (1 - TRUNCATION_TOLERANCE) - 1:
+        raise AudioError(
+            f"truncated audio: header promises {expected} frames, only {y.shape[0]} decode", path=path
+        )
+    return y, native_sr
+
+
+def _decode_pyav(path: Path, offset: float, duration: float | None, sf_err) -> tuple[np.ndarray, int]:
+    import av
+
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError("no audio stream in file", path=path)
+            stream = container.streams.audio[0]
+            native_sr = int(stream.rate or stream.codec_context.sample_rate)
+            resampler = av.AudioResampler(format="fltp", rate=native_sr)
+            if offset > 0 and stream.time_base:
+                container.seek(int(offset / stream.time_base), stream=stream, backward=True)
+            start = int(round(offset * native_sr))
+            stop = None if duration is None else start + int(round(duration * native_sr))
+            position = None
+            for frame in container.decode(stream):
+                if position is None:
+                    # After a seek the first frame starts at or before the offset: its pts says where.
+                    position = int(round(float(frame.pts * frame.time_base) * native_sr)) if frame.pts is not None else 0
+                for out in resampler.resample(frame):
+                    block = out.to_ndarray().T  # (samples, channels)
+                    lo, hi = position, position + block.shape[0]
+                    position = hi
+                    a, b = max(lo, start), hi if stop is None else min(hi, stop)
+                    if b > a:
+                        chunks.append(block[a - lo : b - lo])
+                if stop is not None and position >= stop:
+                    break
+    except AudioError:
+        raise
+    except Exception as err:
+        raise AudioError(
+            f"not a decodable audio file (libsndfile: {_short(sf_err)}; ffmpeg: {_short(err)})", path=path
+        ) from None
+    if not chunks:
+        return np.zeros((0, 1), np.float32), native_sr
+    return np.concatenate(chunks).astype(np.float32, copy=False), native_sr
+
+
+class ShortPolicy(str, Enum):
+    """What :func:`windows` does with a track shorter than one window."""
+
+    PAD = "pad"  # zero-pad at the end to one window
+    LOOP = "loop"  # repeat the track until one window is full
+    DROP = "drop"  # yield no window
+    ERROR = "error"  # raise AudioError
+
+
+def window_bounds(n_samples: int, *, sr: int, window_s: float, hop_s: float | None = None) -> np.ndarray:
+    """Start/stop sample indices of full windows, ``(n_windows, 2)``.
+
+    Windows start at 0 and every ``hop_s`` seconds (default: ``window_s``, no overlap); a tail
+    shorter than a window is not covered. A track shorter than one window gives zero rows.
+    """
+    length, hop = _window_samples(sr, window_s, hop_s)
+    if n_samples < length:
+        return np.zeros((0, 2), np.int64)
+    starts = np.arange(0, n_samples - length + 1, hop, dtype=np.int64)
+    return np.stack([starts, starts + length], axis=1)
+
+
+def _window_samples(sr: int, window_s: float, hop_s: float | None) -> tuple[int, int]:
+    hop_s = window_s if hop_s is None else hop_s
+    if window_s <= 0 or hop_s <= 0:
+        raise AudioError(f"window and hop must be positive seconds, got window={window_s}, hop={hop_s}")
+    return int(round(window_s * sr)), max(1, int(round(hop_s * sr)))
+
+
+def windows(
+    y: np.ndarray,
+    *,
+    sr: int,
+    window_s: float,
+    hop_s: float | None = None,
+    short: ShortPolicy | str = ShortPolicy.PAD,
+    path: str | Path | None = None,
+) -> np.ndarray:
+    """Cut a mono signal into windows of ``window_s`` seconds every ``hop_s`` seconds.
+
+    Returns ``(n_windows, round(window_s * sr))``, a read-only strided view where no padding is
+    needed. See :func:`window_bounds` for the placement and :class:`ShortPolicy` for short tracks.
+    """
+    if y.ndim != 1:
+        raise AudioError(f"windows() needs a mono signal, got shape {y.shape}", path=path)
+    short = ShortPolicy(short)
+    length, hop = _window_samples(sr, window_s, hop_s)
+    n = y.shape[0]
+    if n >= length:
+        count = (n - length) // hop + 1
+        return np.lib.stride_tricks.as_strided(
+            y, shape=(count, length), strides=(hop * y.strides[0], y.strides[0]), writeable=False
+        )
+    if short is ShortPolicy.ERROR or (n == 0 and short is not ShortPolicy.DROP):
+        raise AudioError(f"track is {n / sr:.2f} s, shorter than one {window_s} s window", path=path)
+    if short is ShortPolicy.DROP:
+        return np.zeros((0, length), y.dtype)
+    if short is ShortPolicy.LOOP:
+        return np.tile(y, math.ceil(length / n))[:length][None, :]
+    out = np.zeros((1, length), y.dtype)
+    out[0, :n] = y
+    return out

@@ -1,0 +1,91 @@
+"""The registry of features: name -> pure function, its input modality, defaults and version.
+
+A feature's identity in the store is the hash of (name, version, parameters, how the input was
+read); changing any of them gives a new store key, so old results are never served for new
+settings. Bump ``version`` when a function's output changes for the same parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from genrefusion.errors import FeatureError
+
+INPUTS = ("audio", "image", "table")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A registered feature.
+
+    ``fn(x, **params)``: for ``input == "audio"`` ``x`` is a mono float32 signal and ``sr`` is
+    passed as a keyword; for ``"image"`` ``x`` is an image array; for ``"table"`` a 1-D vector.
+    """
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    input: str
+    shape: str
+    description: str
+    version: int = 1
+    default: bool = False  # part of ``extract``'s default set for datasets with this input
+    names: Callable[..., list[str]] | None = None  # column names of a vector feature
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults merged with ``overrides``; an unknown parameter raises FeatureError."""
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - set(self.params)
+        if unknown:
+            raise FeatureError(
+                f"feature {self.name!r} has no parameter(s) {sorted(unknown)}; it takes {sorted(self.params)}"
+            )
+        return {**self.params, **overrides}
+
+    def key(self, params: Mapping[str, Any], source: Mapping[str, Any]) -> str:
+        """Store key: a hash of name, version, parameters and how the input was read (``source``)."""
+        blob = json.dumps(
+            {"feature": self.name, "version": self.version, "params": dict(params), "source": dict(source)},
+            sort_keys=True, default=str,
+        )
+        return f"{self.name}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+
+
+FEATURES: dict[str, FeatureSpec] = {}
+
+
+def register_feature(name: str, *, input: str, shape: str, version: int = 1, default: bool = False,
+                     names: Callable[..., list[str]] | None = None):
+    """Decorator: register a pure function; its keyword-only defaults are its parameters."""
+    if input not in INPUTS:
+        raise FeatureError(f"feature input must be one of {INPUTS}, got {input!r}")
+
+    def wrap(fn):
+        if name in FEATURES:
+            raise FeatureError(f"feature {name!r} registered twice")
+        sig = inspect.signature(fn)
+        params = {p.name: p.default for p in sig.parameters.values()
+                  if p.kind is p.KEYWORD_ONLY and p.name != "sr" and p.default is not p.empty}
+        doc = (fn.__doc__ or "").strip().splitlines()
+        FEATURES[name] = FeatureSpec(name, fn, input, shape, doc[0] if doc else "", version, default, names, params)
+        return fn
+
+    return wrap
+
+
+def get_feature(name: str) -> FeatureSpec:
+    try:
+        return FEATURES[name]
+    except KeyError:
+        raise FeatureError(f"unknown feature {name!r}; known: {', '.join(sorted(FEATURES))}") from None
+
+
+def default_features(input: str) -> list[str]:
+    """The features ``extract`` computes when none are named, for datasets with this input."""
+    return [s.name for s in FEATURES.values() if s.input == input and s.default]
