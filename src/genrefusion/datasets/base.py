@@ -84,7 +84,8 @@ class Dataset:
 
     ``published_splits`` maps a split's name (``"fault_filtered"``) to ``{track_id: part}``;
     ``problems`` lists what indexing skipped or found suspicious (duplicate ids, unknown genre
-    folders, rows with missing values, files that do not exist).
+    folders, rows with missing values, files that do not exist). Every track in ``tracks`` has
+    at least one usable input; what was dropped is in ``problems``.
     """
 
     name: str
@@ -93,6 +94,7 @@ class Dataset:
     tracks: tuple[Track, ...]
     published_splits: dict[str, dict[str, str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    feature_columns: tuple[str, ...] = ()  # names of the entries of ``track.extra["features"]``
 
     def __post_init__(self):
         self.tracks = tuple(self.tracks)

@@ -1,0 +1,323 @@
+"""Feature extraction over a dataset into the store: parallel, resumable, idempotent.
+
+Worker processes decode each input once and compute every requested feature of it; the parent
+process is the store's only writer and commits in small batches, so a kill loses at most the last
+batch. A track is skipped when every requested feature is stored with the fingerprint of its
+current input; a changed file (new content digest) or a changed parameter (new store key) is
+recomputed, nothing else. A bad track is reported with its reason (and written to
+``failures.csv`` in the run folder) and the run goes on; a worker that crashes outright is
+replaced and the tracks it held are retried one at a time, so the culprit is named.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from genrefusion.datasets.base import Dataset, Track
+from genrefusion.errors import FeatureError, GenreFusionError
+from genrefusion.features.registry import FeatureSpec, default_features, get_feature
+from genrefusion.features.store import FeatureStore, array_digest, file_digest
+
+COMMIT_SECONDS = 2.0
+COMMIT_ITEMS = 64
+
+
+@dataclass
+class ExtractConfig:
+    """What to extract and how inputs are read. ``params`` holds per-feature overrides."""
+
+    features: list[str] = field(default_factory=list)  # empty: the defaults for the dataset's inputs
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sr: int = 22050
+    offset: float = 0.0
+    duration: float | None = None  # seconds of audio to read; None: the whole file
+    min_duration: float = 0.5  # shorter audio is reported as bad
+    workers: int = 1  # worker processes; 0 computes in this process (debugging)
+
+
+@dataclass
+class Failure:
+    track_id: str
+    path: str
+    feature: str
+    reason: str
+
+
+@dataclass
+class ExtractReport:
+    dataset: str
+    n_tracks: int
+    n_computed: int
+    n_up_to_date: int
+    n_failed: int
+    wall_s: float
+    workers: int
+    features: dict[str, str]  # feature name -> store key
+    failures: list[Failure]
+
+    @property
+    def tracks_per_s(self) -> float:
+        return self.n_computed / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    name: str
+    spec: FeatureSpec
+    params: dict[str, Any]
+    key: str
+
+
+def plan_features(dataset: Dataset, config: ExtractConfig) -> list[_Job]:
+    """Resolve names (or defaults) and parameters into store keys; errors before any work."""
+    inputs = {m for t in dataset.tracks for m in t.modalities}
+    names = config.features or [n for inp in ("audio", "image", "table") if inp in inputs for n in default_features(inp)]
+    if not names:
+        raise FeatureError(f"dataset {dataset.name!r} has no input genrefusion extracts features from "
+                           f"(it has: {', '.join(sorted(inputs)) or 'nothing'})")
+    unknown_params = set(config.params) - set(names)
+    if unknown_params:
+        raise FeatureError(f"parameters given for feature(s) not being extracted: {sorted(unknown_params)}")
+    jobs = []
+    for name in dict.fromkeys(names):
+        spec = get_feature(name)
+        if spec.input not in inputs:
+            raise FeatureError(f"feature {name!r} needs {spec.input} input, which dataset {dataset.name!r} has none of")
+        params = spec.resolve(config.params.get(name))
+        jobs.append(_Job(name, spec, params, spec.key(params, _source(spec.input, config, dataset))))
+    return jobs
+
+
+def _source(kind: str, config: ExtractConfig, dataset: Dataset) -> dict:
+    if kind == "audio":
+        return {"sr": config.sr, "offset": config.offset, "duration": config.duration, "mono": True}
+    if kind == "table":
+        return {"columns": list(dataset.feature_columns)}
+    return {}
+
+
+def _input_of(track: Track, kind: str):
+    return {"audio": track.audio_path, "image": track.image_path, "table": track.extra.get("features")}[kind]
+
+
+# ---- worker side -------------------------------------------------------------------------------
+
+def _init_worker() -> None:
+    # One BLAS/OpenMP thread per worker: N workers on N cores, no oversubscription.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _compute(task: dict) -> dict:
+    """Run in a worker: fingerprint the input, load it once, compute the features still needed."""
+    from genrefusion import audio as audio_io
+    from genrefusion.features.images import load_image
+
+    kind, source = task["kind"], task["source"]
+    out = {"track_id": task["track_id"], "arrays": {}, "errors": {}, "stat": None}
+    try:
+        if kind == "table":
+            fp = array_digest(np.asarray(source))
+        else:
+            fp = task["fingerprint"]
+            if fp is None:
+                st = os.stat(source)
+                fp = file_digest(source)
+                out["stat"] = (str(source), st.st_size, st.st_mtime_ns, fp)
+        out["fingerprint"] = fp
+        needed = [j for j in task["jobs"] if j["stored"] != fp]
+        if not needed:
+            return out
+        if kind == "audio":
+            cfg = task["audio"]
+            x, sr = audio_io.load(source, sr=cfg["sr"], offset=cfg["offset"], duration=cfg["duration"], allow_silent=False)
+            if x.shape[0] < cfg["min_duration"] * sr:
+                raise audio_io.AudioError(f"audio is {x.shape[0] / sr:.2f} s, shorter than the minimum "
+                                          f"{cfg['min_duration']} s", path=source)
+            call = lambda spec, p: spec.fn(x, sr=sr, **p)  # noqa: E731
+        else:
+            x = load_image(source) if kind == "image" else np.asarray(source)
+            call = lambda spec, p: spec.fn(x, **p)  # noqa: E731
+    except GenreFusionError as err:
+        out["fatal"] = err.reason
+        return out
+    except Exception as err:  # a decoder's unexpected error is this track's problem, not the run's
+        out["fatal"] = f"{type(err).__name__}: {err}"
+        return out
+    for j in needed:
+        try:
+            arr = np.asarray(call(get_feature(j["name"]), j["params"]))
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise FeatureError("result has NaN or infinite values")
+            out["arrays"][j["key"]] = arr
+        except GenreFusionError as err:
+            out["errors"][j["name"]] = err.reason
+        except Exception as err:
+            out["errors"][j["name"]] = f"{type(err).__name__}: {err}"
+    return out
+
+
+# ---- parent side -------------------------------------------------------------------------------
+
+def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run_dir: str | Path | None = None,
+            on_progress: Callable[[int, int], None] | None = None) -> ExtractReport:
+    """Compute ``config``'s features for every track of ``dataset`` that has their input."""
+    t0 = time.perf_counter()
+    jobs = plan_features(dataset, config)
+    stored = {j.key: store.feature(j.key, {"feature": j.name, "version": j.spec.version, "params": j.params,
+                                           "source": _source(j.spec.input, config, dataset), "shape": j.spec.shape})
+              for j in jobs}
+    tasks, n_up_to_date = _plan_tasks(dataset, store, config, jobs, stored)
+    total = n_up_to_date + len(tasks)
+    failures: list[Failure] = []
+    writers = {key: f.writer() for key, f in stored.items()}
+    done = n_up_to_date
+    n_computed = 0
+    pending_stats: list[tuple] = []
+    last_commit = time.monotonic()
+
+    def commit():
+        nonlocal last_commit
+        for w in writers.values():
+            w.commit()
+        if pending_stats:
+            store.remember_digests(pending_stats)
+            pending_stats.clear()
+        last_commit = time.monotonic()
+
+    def accept(result: dict, task: dict) -> None:
+        nonlocal done, n_computed
+        tid, path = result["track_id"], str(task["source"]) if task["kind"] != "table" else "(table row)"
+        if "fatal" in result:
+            failures.append(Failure(tid, path, "*", result["fatal"]))
+        else:
+            for key, arr in result["arrays"].items():
+                writers[key].put(tid, result["fingerprint"], arr)
+            for name, reason in result["errors"].items():
+                failures.append(Failure(tid, path, name, reason))
+            if result["stat"] and not result["errors"]:
+                pending_stats.append(result["stat"])
+            n_computed += bool(result["arrays"])
+        done += 1
+        if on_progress:
+            on_progress(done, total)
+        if time.monotonic() - last_commit > COMMIT_SECONDS or sum(len(w._pending) for w in writers.values()) >= COMMIT_ITEMS:
+            commit()
+
+    try:
+        if on_progress:
+            on_progress(done, total)
+        if config.workers <= 0:
+            for task in tasks:
+                accept(_compute(task), task)
+        else:
+            _run_pool(tasks, config.workers, accept, failures)
+        commit()
+    finally:
+        for w in writers.values():
+            w.close()
+    failures.sort(key=lambda f: (f.track_id, f.feature))
+    report = ExtractReport(dataset.name, total, n_computed, n_up_to_date, len({f.track_id for f in failures}),
+                           time.perf_counter() - t0, config.workers, {j.name: j.key for j in jobs}, failures)
+    if run_dir is not None:
+        write_run(report, config, Path(run_dir), dataset, store)
+    return report
+
+
+def _plan_tasks(dataset, store, config, jobs, stored) -> tuple[list[dict], int]:
+    by_input: dict[str, list[_Job]] = {}
+    for j in jobs:
+        by_input.setdefault(j.spec.input, []).append(j)
+    fps = {key: f.fingerprints() for key, f in stored.items()}
+    tasks, up_to_date = [], 0
+    audio_cfg = {"sr": config.sr, "offset": config.offset, "duration": config.duration, "min_duration": config.min_duration}
+    for track in dataset.tracks:
+        for kind, kind_jobs in by_input.items():
+            source = _input_of(track, kind)
+            if source is None:
+                continue
+            if kind == "table":
+                known = array_digest(np.asarray(source))
+            else:
+                try:
+                    known = store.cached_digest(source)
+                except OSError:
+                    known = None  # the worker reports the missing file
+            job_state = [{"name": j.name, "key": j.key, "params": j.params, "stored": fps[j.key].get(track.track_id)}
+                         for j in kind_jobs]
+            if known is not None and all(s["stored"] == known for s in job_state):
+                up_to_date += 1
+                continue
+            tasks.append({"track_id": track.track_id, "kind": kind, "source": source, "fingerprint": known,
+                          "jobs": job_state, "audio": audio_cfg})
+    return tasks, up_to_date
+
+
+def _run_pool(tasks: list[dict], workers: int, accept, failures: list[Failure]) -> None:
+    queue = list(reversed(tasks))
+    suspects: list[dict] = []
+    ctx = get_context("spawn")  # no fork: the parent may hold threads (progress bar) and SQLite handles
+    while queue or suspects:
+        isolating = not queue
+        if isolating:  # after a crash: retry the tracks that were in flight one by one
+            queue, suspects = suspects[::-1], []
+        limit = 1 if isolating else 2 * workers
+        pool = ProcessPoolExecutor(max_workers=1 if isolating else workers, mp_context=ctx, initializer=_init_worker)
+        in_flight: dict = {}
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < limit:
+                    task = queue.pop()
+                    in_flight[pool.submit(_compute, task)] = task
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    result = fut.result()  # raises BrokenProcessPool if a worker died
+                    accept(result, in_flight.pop(fut))
+        except BrokenProcessPool:
+            if isolating:  # alone in its pool, so this input is what killed the worker
+                (task,) = in_flight.values()
+                path = str(task["source"]) if task["kind"] != "table" else "(table row)"
+                failures.append(Failure(task["track_id"], path, "*", "worker process crashed on this input "
+                                        "(decoder fault or out of memory)"))
+            else:
+                suspects.extend(in_flight.values())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_run(report: ExtractReport, config: ExtractConfig, run_dir: Path, dataset: Dataset, store: FeatureStore) -> None:
+    """``config.json``, ``report.json`` and ``failures.csv`` in the run folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(
+        {"dataset": {"name": dataset.name, "kind": dataset.kind, "root": str(dataset.root)},
+         "store": str(store.root), "extract": asdict(config)}, indent=2, default=str))
+    summary = {k: v for k, v in asdict(report).items() if k != "failures"}
+    summary.update(tracks_per_s=round(report.tracks_per_s, 3), python=platform.python_version(),
+                   machine=platform.machine(), cpus=os.cpu_count())
+    (run_dir / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    with open(run_dir / "failures.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["track_id", "path", "feature", "reason"])
+        for fl in report.failures:
+            w.writerow([fl.track_id, fl.path, fl.feature, fl.reason])
+
+
+def load_features(dataset: Dataset, store: FeatureStore, key: str, track_ids: list[str] | None = None) -> list[np.ndarray]:
+    """Arrays of ``key`` for ``track_ids`` (default: every track of ``dataset``), in that order."""
+    ids = track_ids if track_ids is not None else [t.track_id for t in dataset.tracks]
+    return store.feature(key).read(ids)
+
