@@ -9,6 +9,7 @@ the rest. Every failure is an :class:`~genrefusion.errors.AudioError` naming the
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -187,6 +188,7 @@ def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tupl
         raise _FallBack(err) from None
     with f:
         native_sr = f.samplerate
+        _check_declared_size(f, path)
         start = int(round(offset * native_sr))
         want = -1 if duration is None else int(round(duration * native_sr))
         expected = max(f.frames - start, 0) if f.frames > 0 else 0
@@ -206,6 +208,19 @@ def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tupl
             f"truncated audio: header promises {expected} frames, only {y.shape[0]} decode", path=path
         )
     return y, native_sr
+
+
+_DECLARED_SIZE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF - 8}
+
+
+def _check_declared_size(f: sf.SoundFile, path: Path) -> None:
+    """Uncompressed containers: libsndfile trims a cut-off data chunk silently, but logs the sizes."""
+    if f.format not in ("WAV", "WAVEX", "AIFF", "AU", "RF64", "W64", "CAF"):
+        return
+    m = _DECLARED_SIZE.search(f.extra_info or "")
+    if m and int(m[1]) not in _STREAMING_SIZES and int(m[1]) > int(m[2]):
+        raise AudioError(f"truncated audio: header declares {m[1]} bytes of samples, file holds {m[2]}", path=path)
 
 
 def _decode_pyav(path: Path, offset: float, duration: float | None, sf_err) -> tuple[np.ndarray, int]:

@@ -164,8 +164,9 @@ class DatasetSummary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (split counts as ``{split: {part: {genre: n}}}``)."""
         splits: dict[str, dict[str, dict[str, int]]] = {}
+        order = {"train": 0, "valid": 1, "test": 2}
         for name, counts in self.per_split.items():
-            for (part, genre), n in sorted(counts.items()):
+            for (part, genre), n in sorted(counts.items(), key=lambda kv: (order.get(kv[0][0], 3), kv[0])):
                 splits.setdefault(name, {}).setdefault(part, {})[genre] = n
         return {
             "name": self.name, "kind": self.kind, "root": self.root, "n_tracks": self.n_tracks,

@@ -200,7 +200,7 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
         last_commit = time.monotonic()
 
     def accept(result: dict, task: dict) -> None:
-        nonlocal done, n_computed
+        nonlocal done, n_computed, n_up_to_date
         tid, path = result["track_id"], str(task["source"]) if task["kind"] != "table" else "(table row)"
         if "fatal" in result:
             failures.append(Failure(tid, path, "*", result["fatal"]))
@@ -212,6 +212,8 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
             if result["stat"] and not result["errors"]:
                 pending_stats.append(result["stat"])
             n_computed += bool(result["arrays"])
+            # re-fingerprinted (touched, moved clock) but unchanged: verified current, nothing computed
+            n_up_to_date += not result["arrays"] and not result["errors"]
         done += 1
         if on_progress:
             on_progress(done, total)
@@ -222,8 +224,11 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
         if on_progress:
             on_progress(done, total)
         if config.workers <= 0:
-            for task in tasks:
-                accept(_compute(task), task)
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):  # as in workers, so results do not depend on the worker count
+                for task in tasks:
+                    accept(_compute(task), task)
         else:
             _run_pool(tasks, config.workers, accept, failures)
         commit()

@@ -8,6 +8,8 @@ seven statistics of eleven frame features, with CQT chroma and tonnetz.
 
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 from scipy import stats
@@ -87,7 +89,8 @@ def summary_rich(y: np.ndarray, *, sr: int) -> np.ndarray:
     out = []
     for name, _ in _RICH_PARTS:
         f = np.asarray(parts[name], dtype=np.float64)
-        with np.errstate(all="ignore"):  # constant rows give NaN skew/kurtosis; reported as 0
+        with np.errstate(all="ignore"), warnings.catch_warnings():  # constant rows: NaN skew/kurtosis -> 0
+            warnings.simplefilter("ignore", RuntimeWarning)
             block = [stats.kurtosis(f, axis=1), f.max(axis=1), f.mean(axis=1), np.median(f, axis=1),
                      f.min(axis=1), stats.skew(f, axis=1), f.std(axis=1)]
         out.extend(np.nan_to_num(b, nan=0.0) for b in block)

@@ -1,0 +1,270 @@
+"""The ``genrefusion`` command line: parsing and printing only; the library does the work.
+
+Exit codes: 0 success; 1 an error stopped the command (one line on stderr names the file and the
+reason); 2 the command line itself is wrong; 3 the command finished but some tracks or files
+were bad (they are listed, and for ``extract`` written to ``failures.csv`` in the run folder).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from genrefusion import __version__
+from genrefusion.errors import ConfigError, GenreFusionError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+app = typer.Typer(help="genrefusion: music genre classification by multi-modal fusion.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+datasets_app = typer.Typer(help="Inspect and check datasets.", no_args_is_help=True)
+features_app = typer.Typer(help="The registered features.", no_args_is_help=True)
+splits_app = typer.Typer(help="Make leak-checked splits.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect a feature store.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(features_app, name="features")
+app.add_typer(splits_app, name="splits")
+app.add_typer(store_app, name="store")
+
+out = Console()
+err = Console(stderr=True)
+
+KIND_HELP = "Dataset kind (see `genrefusion datasets kinds`); detected when omitted."
+
+
+@contextmanager
+def _progress(label: str):
+    """A progress bar with ETA on a terminal; silent otherwise. Yields ``update(done, total)``."""
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=err, disable=not err.is_terminal, transient=False)
+    task = bar.add_task(label, total=None)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _open(path: Path, kind: str | None):
+    from genrefusion.datasets import open_dataset
+
+    return open_dataset(path, kind=kind)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+    if version:
+        out.print(f"genrefusion {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@datasets_app.command("kinds")
+def datasets_kinds():
+    """List the dataset kinds genrefusion can read."""
+    from genrefusion.datasets import DATASETS
+
+    table = Table("kind", "description")
+    for kind in sorted(DATASETS.values(), key=lambda k: k.name):
+        table.add_row(kind.name, kind.description)
+    out.print(table)
+
+
+@datasets_app.command("describe")
+def datasets_describe(path: Path = typer.Argument(..., help="Dataset folder, manifest or table."),
+                      kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
+                      as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Counts per genre and per published split, modalities, and problems found while indexing."""
+    summary = _open(path, kind).summary().to_dict()
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(f"[bold]{summary['name']}[/] ({summary['kind']}) at {summary['root']}: {summary['n_tracks']} tracks, "
+              f"{len(summary['per_genre'])} genres, {summary['n_artists']} artists known")
+    out.print("modalities: " + ", ".join(f"{k} {v}" for k, v in summary["modalities"].items()))
+    table = Table("genre", "tracks", title="tracks per genre")
+    for genre, n in summary["per_genre"].items():
+        table.add_row(genre, str(n))
+    out.print(table)
+    for name, parts in summary["splits"].items():
+        split_table = Table("genre", *parts, title=f"published split {name!r}")
+        for genre in summary["per_genre"]:
+            split_table.add_row(genre, *[str(parts[p].get(genre, 0)) for p in parts])
+        split_table.add_row("all", *[str(sum(parts[p].values())) for p in parts])
+        out.print(split_table)
+    _print_problems(summary["problems"])
+
+
+def _print_problems(problems: list[str], limit: int = 20) -> None:
+    if not problems:
+        out.print("no problems found")
+        return
+    out.print(f"[yellow]{len(problems)} problem(s):[/]")
+    for p in problems[:limit]:
+        out.print(f"  {p}", markup=False, highlight=False)
+    if len(problems) > limit:
+        out.print(f"  ... and {len(problems) - limit} more (use --json for all)")
+
+
+@datasets_app.command("validate")
+def datasets_validate(path: Path = typer.Argument(..., help="Dataset folder, manifest or table."),
+                      kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
+                      decode: bool = typer.Option(False, "--decode", help="Decode every file in full (slower; "
+                                                  "also finds truncated and silent audio)."),
+                      workers: int = typer.Option(1, "--workers", min=1, help="Processes checking files."),
+                      as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Check every file of a dataset; exit code 3 if any is missing, corrupt or unusable."""
+    from genrefusion.datasets.validate import validate_dataset
+
+    ds = _open(path, kind)
+    with _progress("validating") as update:
+        problems = validate_dataset(ds, decode=decode, workers=workers, on_progress=update)
+    texts = [str(p) for p in problems]
+    if as_json:
+        out.print_json(json.dumps({"dataset": ds.name, "n_tracks": len(ds), "problems": texts}))
+    else:
+        out.print(f"{ds.name} ({ds.kind}): {len(ds)} tracks checked")
+        _print_problems(texts)
+    raise typer.Exit(EXIT_PARTIAL if problems else EXIT_OK)
+
+
+@features_app.command("list")
+def features_list():
+    """Every registered feature with its input, output shape and parameters."""
+    from genrefusion.features import FEATURES
+
+    table = Table("name", "input", "default", "shape", "parameters")
+    for spec in sorted(FEATURES.values(), key=lambda s: (s.input, s.name)):
+        table.add_row(spec.name, spec.input, "yes" if spec.default else "", spec.shape,
+                      ", ".join(f"{k}={v}" for k, v in spec.params.items()))
+    out.print(table)
+
+
+def _parse_sets(sets: list[str]) -> dict[str, dict]:
+    params: dict[str, dict] = {}
+    for item in sets:
+        name, eq, value = item.partition("=")
+        feature, dot, param = name.partition(".")
+        if not (eq and dot and feature and param):
+            raise ConfigError(f"--set expects FEATURE.PARAM=VALUE, got {item!r}")
+        params.setdefault(feature.strip(), {})[param.strip()] = yaml.safe_load(value)
+    return params
+
+
+@app.command("extract")
+def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manifest or table."),
+                kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
+                features: Optional[str] = typer.Option(None, "--features", help="Comma-separated names (see "
+                                                       "`genrefusion features list`); default: the default set for "
+                                                       "the dataset's inputs."),
+                sets: list[str] = typer.Option([], "--set", help="Feature parameter, FEATURE.PARAM=VALUE; repeatable."),
+                store: Path = typer.Option(Path("store"), "--store", help="Feature store folder."),
+                workers: int = typer.Option(1, "--workers", min=0, help="Worker processes (0: in this process)."),
+                run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where the run's config, report and "
+                                                       "failures.csv go; default runs/extract-<time>."),
+                sr: int = typer.Option(22050, "--sr", help="Sample rate audio is resampled to (Hz)."),
+                offset: float = typer.Option(0.0, "--offset", help="Seconds skipped at the start of each file."),
+                duration: Optional[float] = typer.Option(None, "--duration", help="Seconds read from each file "
+                                                         "(default: all)."),
+                min_duration: float = typer.Option(0.5, "--min-duration", help="Shorter audio is reported as bad.")):
+    """Compute features for every track into the store: parallel, resumable, a no-op when current."""
+    from genrefusion.features.extract import ExtractConfig, extract
+    from genrefusion.features.store import FeatureStore
+
+    ds = _open(dataset, kind)
+    names = [n.strip() for n in features.split(",") if n.strip()] if features else []
+    config = ExtractConfig(features=names, params=_parse_sets(sets), sr=sr, offset=offset, duration=duration,
+                           min_duration=min_duration, workers=workers)
+    run_dir = run_dir or Path("runs") / time.strftime("extract-%Y%m%d-%H%M%S")
+    fs = FeatureStore(store)
+    try:
+        with _progress(f"extracting {ds.name}") as update:
+            report = extract(ds, fs, config, run_dir=run_dir, on_progress=update)
+    finally:
+        fs.close()
+    out.print(f"{report.n_tracks} inputs: {report.n_computed} computed, {report.n_up_to_date} already current, "
+              f"{report.n_failed} failed, in {report.wall_s:.1f} s ({report.tracks_per_s:.2f}/s, {workers} workers)")
+    for name, key in report.features.items():
+        out.print(f"  {name} -> {store / 'features' / key}", highlight=False)
+    out.print(f"run folder: {run_dir}", highlight=False)
+    if report.failures:
+        _print_problems([f"{f.path}: {f.feature}: {f.reason}" for f in report.failures])
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@splits_app.command("make")
+def splits_make(dataset: Path = typer.Argument(..., help="Dataset folder, manifest or table."),
+                out_file: Path = typer.Option(..., "--out", help="CSV file to write (track_id,part,genre,artist)."),
+                kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
+                fractions: str = typer.Option("train=0.7,valid=0.15,test=0.15", "--fractions",
+                                              help="part=fraction,...; e.g. branches=0.4,fusion=0.4,test=0.2"),
+                published: Optional[str] = typer.Option(None, "--published", help="Use the dataset's published "
+                                                        "split of this name instead (e.g. fault_filtered)."),
+                seed: int = typer.Option(0, "--seed"),
+                by_artist: Optional[bool] = typer.Option(None, "--by-artist/--no-by-artist",
+                                                         help="Group by artist (default: when artists are known).")):
+    """Make a stratified (artist-grouped) or published split, check it for leaks, save it as CSV."""
+    from genrefusion.splits import published_split, stratified_split
+
+    ds = _open(dataset, kind)
+    if published:
+        split = published_split(ds, published)
+    else:
+        try:
+            parts = {k.strip(): float(v) for k, v in (p.split("=") for p in fractions.split(","))}
+        except ValueError:
+            raise ConfigError(f"--fractions expects part=fraction,..., got {fractions!r}") from None
+        split = stratified_split(ds, fractions=parts, seed=seed, group_by_artist=by_artist)
+    split.save(out_file, ds)
+    out.print(f"{split.name}: " + ", ".join(f"{p} {n}" for p, n in split.counts().items()) + f" -> {out_file}",
+              highlight=False)
+
+
+@store_app.command("info")
+def store_info(store: Path = typer.Argument(Path("store"), help="Feature store folder.")):
+    """Entries and sizes of every feature key in a store."""
+    from genrefusion.features.store import FeatureStore
+
+    if not (store / "features").is_dir():
+        raise GenreFusionError("not a feature store (no features/ folder)", path=store)
+    fs = FeatureStore(store)
+    table = Table("key", "feature", "entries", "MB live", "MB on disk")
+    for key in fs.keys():
+        f = fs.feature(key)
+        s = f.stats()
+        table.add_row(key, str(f.spec.get("feature", "?")), str(s["entries"]), f"{s['live_bytes'] / 1e6:.1f}",
+                      f"{s['pack_bytes'] / 1e6:.1f}")
+    out.print(table)
+    fs.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: GenreFusionError becomes one line on stderr and exit code 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except GenreFusionError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_ERROR
+    except typer.Exit as e:
+        return e.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted; completed work is kept and a re-run resumes", markup=False)
+        return 130
+    except Exception as e:
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer vendors click)
+            e.show()
+            return EXIT_USAGE
+        if type(e).__name__ == "Abort":
+            return 130
+        raise
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Shared fixtures: synthetic signals written as real audio files, and the shared real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"real data not found at {SHARED} (../shared/data)")
+
+SR = 22050
+
+
+def tone(freq: float, seconds: float = 2.0, sr: int = SR, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def clicks(bpm: float, seconds: float = 10.0, sr: int = SR) -> np.ndarray:
+    y = np.zeros(int(seconds * sr), np.float32)
+    period = int(round(60.0 / bpm * sr))
+    burst = np.hanning(64).astype(np.float32) * np.random.default_rng(0).standard_normal(64).astype(np.float32)
+    for start in range(0, y.size - 64, period):
+        y[start : start + 64] += burst
+    return y
+
+
+def chirp(f0: float = 200.0, f1: float = 8000.0, seconds: float = 3.0, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) / (2 * seconds) * t**2)
+    return (0.5 * np.sin(phase)).astype(np.float32)
+
+
+def noise(seconds: float = 2.0, sr: int = SR, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(np.float32)
+
+
+def write(path: Path, y: np.ndarray, sr: int = SR, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y, sr, **kw)
+    return path
+
+
+@pytest.fixture
+def genre_tree(tmp_path) -> Path:
+    """``<genre>/<genre>.0000N.wav``: 3 genres x 4 clips of distinct synthetic sounds (GTZAN layout)."""
+    root = tmp_path / "gtzan"
+    makers = {"blues": lambda i: tone(220 * (i + 1)), "metal": lambda i: noise(seed=i),
+              "classical": lambda i: chirp(100 + 50 * i, 4000, 2.0)}
+    for genre, make in makers.items():
+        for i in range(4):
+            write(root / genre / f"{genre}.{i:05d}.wav", make(i))
+    return root
