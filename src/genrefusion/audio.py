@@ -100,7 +100,11 @@ def _probe_pyav(path: Path, sf_err) -> AudioInfo:
 
 
 def _short(err) -> str:
+    """First line of a decoder's message, without the path (the error names the file already)."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = re.sub(r"^Error opening '.*?': ", "", text)
+    text = re.sub(r"^\[Errno -?\d+\] ", "", text)
+    text = re.sub(r": '[^']*'$", "", text)
     return text[:160]
 
 

@@ -107,7 +107,7 @@ def _print_problems(problems: list[str], limit: int = 20) -> None:
         return
     out.print(f"[yellow]{len(problems)} problem(s):[/]")
     for p in problems[:limit]:
-        out.print(f"  {p}", markup=False, highlight=False)
+        out.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
     if len(problems) > limit:
         out.print(f"  ... and {len(problems) - limit} more (use --json for all)")
 
@@ -191,8 +191,8 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
     out.print(f"{report.n_tracks} inputs: {report.n_computed} computed, {report.n_up_to_date} already current, "
               f"{report.n_failed} failed, in {report.wall_s:.1f} s ({report.tracks_per_s:.2f}/s, {workers} workers)")
     for name, key in report.features.items():
-        out.print(f"  {name} -> {store / 'features' / key}", highlight=False)
-    out.print(f"run folder: {run_dir}", highlight=False)
+        out.print(f"  {name} -> {store / 'features' / key}", highlight=False, soft_wrap=True)
+    out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
     if report.failures:
         _print_problems([f"{f.path}: {f.feature}: {f.reason}" for f in report.failures])
         raise typer.Exit(EXIT_PARTIAL)
@@ -247,7 +247,7 @@ def store_info(store: Path = typer.Argument(Path("store"), help="Feature store f
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: GenreFusionError becomes one line on stderr and exit code 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except GenreFusionError as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_ERROR
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         if type(e).__name__ == "Abort":
             return 130
         raise
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -69,7 +69,10 @@ def build_emotify(root: Path) -> Path:
     header = ["track id", " genre", " amazement", " solemnity", " tenderness", " nostalgia", " calmness", " power",
               " joyful_activation", " tension", " sadness", " mood", " liked", " disliked", " age", " gender",
               " mother tongue"]
-    rows = [[n, g] + [1, 0, 0, 1, 0, 0, 1, 0, 0, 3, 1, 0, 30, 1, "English"] for g in ("classical", "rock") for n in (1, 2)]
+    # numbered across genres as in the published file: classical 1-100, rock 101-200
+    rows = [[n + base, g] + [1, 0, 0, 1, 0, 0, 1, 0, 0, 3, 1, 0, 30, 1, "English"]
+            for g, base in (("classical", 0), ("rock", 100)) for n in (1, 2)]
+    rows.append([102, "rock"] + [0] * 12 + [30, 1, "Dutch"])
     _table(root / "annotations.csv", header, rows)
     return root
 

@@ -80,8 +80,8 @@ def test_feature_table_nan_missing_and_duplicate_rows_are_reported(tmp_path):
 
 def test_emotify_annotations_become_extras(tmp_path):
     ds = open_dataset(builders.build_emotify(tmp_path / "e"))
-    assert len(ds) == 8 and ds["rock.002"].extra["n_annotations"] == 1
-    assert ds["rock.002"].extra["amazement"] == 1.0 and ds["pop.001"].extra == {}
+    assert len(ds) == 8 and ds["rock.002"].extra["n_annotations"] == 2 and ds["rock.001"].extra["n_annotations"] == 1
+    assert ds["rock.002"].extra["amazement"] == 0.5 and ds["pop.001"].extra == {}
 
 
 def test_lyrics_placeholders_left_out(tmp_path):

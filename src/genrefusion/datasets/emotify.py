@@ -57,6 +57,11 @@ def load_emotify(path: Path) -> Dataset:
 
 
 def _annotations(path: Path, problems: list[Problem]) -> dict[tuple[str, int], dict]:
+    """Mean annotation per ``(genre, number within genre)``.
+
+    The published file numbers tracks 1-400 across genres (classical 1-100, rock 101-200, ...),
+    while files are numbered 1-100 within each genre: ids are shifted by each genre's first id.
+    """
     sums: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
     for line, row in enumerate(read_rows(path), start=2):
         try:
@@ -65,5 +70,9 @@ def _annotations(path: Path, problems: list[Problem]) -> dict[tuple[str, int], d
         except (KeyError, ValueError, DatasetError):
             problems.append(Problem("annotation row without a valid genre, track id or emotion values; skipped",
                                     path=f"{path}:{line}"))
-    return {k: {**dict(zip(EMOTIONS, np.mean(v, axis=0).round(4).tolist())), "n_annotations": len(v)}
-            for k, v in sums.items()}
+    first = {}
+    for genre, number in sums:
+        first[genre] = min(first.get(genre, number), number)
+    return {(genre, number - first[genre] + 1): {**dict(zip(EMOTIONS, np.mean(v, axis=0).round(4).tolist())),
+                                                 "n_annotations": len(v)}
+            for (genre, number), v in sums.items()}

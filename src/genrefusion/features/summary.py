@@ -49,7 +49,10 @@ def summary_gtzan(y: np.ndarray, *, sr: int) -> np.ndarray:
     ]
     frame_feats += list(librosa.effects.hpss(y))
     out = [v for f in frame_feats for v in (np.mean(f), np.var(f))]
-    out.append(librosa.feature.tempo(onset_envelope=librosa.onset.onset_strength(S=mel_db, sr=sr), sr=sr)[0])
+    # The table's tempo is beat_track's (checked to all digits on the shared clips), not feature.tempo's.
+    onsets = librosa.onset.onset_strength(S=mel_db, sr=sr, aggregate=np.median)  # as beat_track(y=...) does
+    bpm, _ = librosa.beat.beat_track(onset_envelope=onsets, sr=sr)
+    out.append(float(np.atleast_1d(bpm)[0]))
     mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=20)
     out += [v for row in mfcc for v in (np.mean(row), np.var(row))]
     return np.asarray(out, dtype=np.float32)

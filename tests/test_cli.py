@@ -1,0 +1,57 @@
+"""The command line: output, exit codes (0 ok, 1 error, 2 usage, 3 partial), one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+from genrefusion.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from tests.datasets import builders
+
+
+def test_describe_json(tmp_path, capsys):
+    root = builders.build_gtzan(tmp_path / "g")
+    assert main(["datasets", "describe", str(root), "--json"]) == EXIT_OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["n_tracks"] == 6 and data["splits"]["fault_filtered"]["test"] == {"blues": 1, "rock": 1}
+
+
+def test_validate_exit_code_reflects_bad_files(genre_tree, capsys):
+    assert main(["datasets", "validate", str(genre_tree)]) == EXIT_OK
+    (genre_tree / "blues" / "blues.00009.wav").write_bytes(b"RIFF....garbage")
+    assert main(["datasets", "validate", str(genre_tree), "--decode"]) == EXIT_PARTIAL
+    assert "blues.00009.wav" in capsys.readouterr().out
+
+
+def test_extract_then_partial(genre_tree, tmp_path, capsys):
+    args = ["extract", str(genre_tree), "--features", "log_mel,mfcc", "--set", "mfcc.n_mfcc=13",
+            "--store", str(tmp_path / "s"), "--run-dir", str(tmp_path / "r"), "--workers", "0"]
+    assert main(args) == EXIT_OK
+    assert "12 computed" in capsys.readouterr().out
+    (genre_tree / "rock").mkdir()
+    (genre_tree / "rock" / "rock.00001.wav").write_bytes(b"")
+    assert main(args) == EXIT_PARTIAL
+    out = capsys.readouterr().out
+    assert "12 already current" in out and "empty file" in out
+    assert (tmp_path / "r" / "failures.csv").read_text().count("\n") == 2
+
+
+def test_errors_are_one_line_with_exit_1(tmp_path, capsys):
+    assert main(["datasets", "describe", str(tmp_path / "missing dir")]) == EXIT_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing dir" in err and "no such file" in err
+    assert main(["extract", str(tmp_path), "--set", "nonsense"]) == EXIT_ERROR
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["datasets", "frobnicate"]) == EXIT_USAGE
+    assert main(["extract"]) == EXIT_USAGE
+
+
+def test_splits_make_and_listing(tmp_path, capsys):
+    root = builders.build_gtzan(tmp_path / "g")
+    out = tmp_path / "split.csv"
+    assert main(["splits", "make", str(root), "--published", "fault_filtered", "--out", str(out)]) == EXIT_OK
+    assert out.read_text().count("\n") == 7
+    assert main(["splits", "make", str(root), "--fractions", "a=0.5,b=0.5", "--out", str(out)]) == EXIT_OK
+    assert main(["features", "list"]) == EXIT_OK and "summary_gtzan" in capsys.readouterr().out
+    assert main(["datasets", "kinds"]) == EXIT_OK
