@@ -31,6 +31,14 @@ def test_gtzan_joins_audio_images_table_and_split(tmp_path):
     assert "fault_filtered" in audio_only.published_splits
 
 
+def test_gtzan_reports_tracks_missing_from_the_table(tmp_path):
+    root = builders.build_gtzan(tmp_path / "g")
+    write(root / "audio" / "rock" / "rock.00007.wav", tone(100, 1.0))
+    ds = open_dataset(root)
+    assert ds["rock.00007"].modalities == ("audio",)
+    assert any("1 tracks have no row in the feature table" in str(p) for p in ds.problems)
+
+
 def test_gtzan_reports_unknown_genre_folder_and_bad_names(tmp_path):
     root = builders.build_gtzan(tmp_path / "g")
     write(root / "audio" / "polka" / "polka.00000.wav", tone(100, 1.0))
@@ -71,10 +79,12 @@ def test_feature_table_nan_missing_and_duplicate_rows_are_reported(tmp_path):
         f.write("t9.wav,1,2,nan,4,5,6,a\n")
         f.write("t8.wav,1,2,,4,5,6,a\n")
         f.write("t0.wav,1,2,3,4,5,6,a\n")
+        f.write(",1,2,3,4,5,6,a\n")
     ds = open_dataset(path)
     assert len(ds) == 4
     reasons = " ".join(map(str, ds.problems))
     assert "NaN" in reasons and "missing value" in reasons and "duplicate id 't0'" in reasons
+    assert "row without an id" in reasons
     assert ":6:" in reasons  # the line number of the NaN row
 
 

@@ -118,6 +118,11 @@ def load_gtzan(path: Path, *, audio_dir: Path | None = None, image_dir: Path | N
                 problems.append(Problem(f"table says {genre!r}, folders say {rec['genre']!r}; folder label kept",
                                         path=str(table), track_id=tid))
             rec["features"] = vector
+    if table is not None:
+        unjoined = sorted(t for t, rec in records.items() if "features" not in rec)
+        if unjoined:
+            problems.append(Problem(f"{len(unjoined)} tracks have no row in the feature table, e.g. {unjoined[:3]}",
+                                    path=str(table)))
     if not records:
         from genrefusion.errors import DatasetError
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from genrefusion.datasets.base import Dataset, Track
-from genrefusion.errors import FeatureError, GenreFusionError
+from genrefusion.errors import AudioError, FeatureError, GenreFusionError
 from genrefusion.features.registry import FeatureSpec, default_features, get_feature
 from genrefusion.features.store import FeatureStore, array_digest, file_digest
 
@@ -130,14 +130,11 @@ def _compute(task: dict) -> dict:
     kind, source = task["kind"], task["source"]
     out = {"track_id": task["track_id"], "arrays": {}, "errors": {}, "stat": None}
     try:
-        if kind == "table":
-            fp = array_digest(np.asarray(source))
-        else:
-            fp = task["fingerprint"]
-            if fp is None:
-                st = os.stat(source)
-                fp = file_digest(source)
-                out["stat"] = (str(source), st.st_size, st.st_mtime_ns, fp)
+        fp = task["fingerprint"]  # the parent knows it for table rows and for files whose stat is unchanged
+        if fp is None:
+            st = os.stat(source)
+            fp = file_digest(source)
+            out["stat"] = (os.path.abspath(source), st.st_size, st.st_mtime_ns, fp)
         out["fingerprint"] = fp
         needed = [j for j in task["jobs"] if j["stored"] != fp]
         if not needed:
@@ -146,7 +143,7 @@ def _compute(task: dict) -> dict:
             cfg = task["audio"]
             x, sr = audio_io.load(source, sr=cfg["sr"], offset=cfg["offset"], duration=cfg["duration"], allow_silent=False)
             if x.shape[0] < cfg["min_duration"] * sr:
-                raise audio_io.AudioError(f"audio is {x.shape[0] / sr:.2f} s, shorter than the minimum "
+                raise AudioError(f"audio is {x.shape[0] / sr:.2f} s, shorter than the minimum "
                                           f"{cfg['min_duration']} s", path=source)
             call = lambda spec, p: spec.fn(x, sr=sr, **p)  # noqa: E731
         else:
@@ -319,10 +316,3 @@ def write_run(report: ExtractReport, config: ExtractConfig, run_dir: Path, datas
         w.writerow(["track_id", "path", "feature", "reason"])
         for fl in report.failures:
             w.writerow([fl.track_id, fl.path, fl.feature, fl.reason])
-
-
-def load_features(dataset: Dataset, store: FeatureStore, key: str, track_ids: list[str] | None = None) -> list[np.ndarray]:
-    """Arrays of ``key`` for ``track_ids`` (default: every track of ``dataset``), in that order."""
-    ids = track_ids if track_ids is not None else [t.track_id for t in dataset.tracks]
-    return store.feature(key).read(ids)
-

@@ -74,7 +74,7 @@ def render_specshow(S: np.ndarray, *, sr: int = 22050, vmin: float | None = None
     return rgb_to_magma_index(np.asarray(Image.open(buf).convert("RGB")))
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=256)
 def _pixel_map(n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
     """For a matrix of this shape: the matrix row shown by each image row, and column by each image column."""
 

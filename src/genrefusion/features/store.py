@@ -276,13 +276,15 @@ class FeatureStore:
     def cached_digest(self, path: str | Path) -> str | None:
         """The content digest recorded for ``path`` if its size and mtime are unchanged since."""
         st = os.stat(path)
-        row = self._fp.execute("SELECT size, mtime_ns, digest FROM files WHERE path = ?", (str(path),)).fetchone()
+        row = self._fp.execute("SELECT size, mtime_ns, digest FROM files WHERE path = ?",
+                               (os.path.abspath(path),)).fetchone()
         return row[2] if row and row[0] == st.st_size and row[1] == st.st_mtime_ns else None
 
     def remember_digests(self, items: Iterable[tuple[str, int, int, str]]) -> None:
-        """Record ``(path, size, mtime_ns, digest)`` rows."""
+        """Record ``(path, size, mtime_ns, digest)`` rows (paths stored absolute)."""
+        rows = [(os.path.abspath(p), size, mtime, digest) for p, size, mtime, digest in items]
         self._fp.execute("BEGIN IMMEDIATE")
-        self._fp.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", list(items))
+        self._fp.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
         self._fp.execute("COMMIT")
 
     def close(self) -> None:
