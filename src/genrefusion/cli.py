@@ -31,6 +31,10 @@ datasets_app = typer.Typer(help="Inspect and check datasets.", no_args_is_help=T
 features_app = typer.Typer(help="The registered features.", no_args_is_help=True)
 splits_app = typer.Typer(help="Make leak-checked splits.", no_args_is_help=True)
 store_app = typer.Typer(help="Inspect a feature store.", no_args_is_help=True)
+models_app = typer.Typer(help="The registered branch models and fusion strategies.", no_args_is_help=True)
+recipes_app = typer.Typer(help="The shipped run configs (published systems).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(recipes_app, name="recipes")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(features_app, name="features")
 app.add_typer(splits_app, name="splits")
@@ -242,6 +246,101 @@ def store_info(store: Path = typer.Argument(Path("store"), help="Feature store f
                       f"{s['pack_bytes'] / 1e6:.1f}")
     out.print(table)
     fs.close()
+
+
+@models_app.command("list")
+def models_list():
+    """Every registered branch (its input and hyper-parameters) and fusion strategy."""
+    from genrefusion.fusion import FUSIONS
+    from genrefusion.models import BRANCHES
+
+    table = Table("branch", "input", "family", "description", "arguments", title="branches")
+    for spec in sorted(BRANCHES.values(), key=lambda s: (s.family, s.name)):
+        table.add_row(spec.name, spec.input + (" (several)" if spec.multi_input else ""), spec.family, spec.description,
+                      ", ".join(f"{k}={v}" for k, v in spec.params.items()))
+    out.print(table)
+    table = Table("fusion", "kind", "description", "arguments", title="fusion strategies")
+    for spec in sorted(FUSIONS.values(), key=lambda s: (s.kind, s.name)):
+        table.add_row(spec.name, spec.kind, spec.description, ", ".join(f"{k}={v}" for k, v in spec.params.items()))
+    out.print(table)
+
+
+@recipes_app.command("list")
+def recipes_list():
+    """The shipped recipes: name, what they reproduce, and the file to pass to `genrefusion train`."""
+    from genrefusion.recipes import list_recipes
+
+    table = Table("recipe", "description", "file")
+    for r in list_recipes():
+        table.add_row(r.name, r.description, str(r.path))
+    out.print(table)
+
+
+def _log(msg: str) -> None:
+    err.print(msg, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("train")
+def train_cmd(config: str = typer.Argument(..., help="Run config (YAML or TOML), or a shipped recipe's name."),
+              sets: list[str] = typer.Option([], "--set", help="Override, KEY=VALUE with a dotted key "
+                                             "(e.g. train.epochs=3); repeatable."),
+              run_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<name>. An "
+                                                     "interrupted run in the same folder resumes.")):
+    """Train and evaluate what a config describes; write the run folder (config, split, metrics, report, bundle)."""
+    from genrefusion.config import load_config
+    from genrefusion.recipes import resolve_config
+    from genrefusion.training.run import train_run
+
+    cfg = load_config(resolve_config(config), sets)
+    run_dir = run_dir or Path("runs") / cfg.name
+    with _progress("extracting features") as update:
+        summary = train_run(cfg, run_dir, log=_log, on_extract_progress=update)
+    t = summary.metrics["summary"]["track"]
+    out.print(f"{cfg.name}: test accuracy {t['accuracy']['mean']:.4f}"
+              + (f" ± {t['accuracy']['std']:.4f} over {len(t['accuracy']['values'])}" if len(t['accuracy']['values']) > 1 else "")
+              + f", macro-F1 {t['macro_f1']['mean']:.4f} -> {run_dir}", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_cmd(run: Path = typer.Argument(..., help="A run folder (with bundle/)."),
+                 data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on every track of this dataset "
+                                                     "instead of the run's test tracks."),
+                 kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP)):
+    """Re-evaluate a trained run's model (test part, or another dataset)."""
+    from genrefusion.training.run import evaluate_run
+
+    result = evaluate_run(run, data=data, kind=kind, log=_log)
+    t = result["track"]
+    out.print(f"{result['n_tracks']} tracks: accuracy {t['accuracy']:.4f}, balanced accuracy "
+              f"{t['balanced_accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}", highlight=False)
+    if result["problems"]:
+        _print_problems(result["problems"])
+
+
+@app.command("compare")
+def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+                markdown: bool = typer.Option(False, "--markdown", help="Print a markdown table.")):
+    """A table of test results across runs (mean ± std over seeds, repeats or folds)."""
+    from genrefusion.evaluation.report import compare_rows
+
+    rows = sorted(compare_rows(runs), key=lambda r: -r["accuracy"])
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    cols = ("run", "model", "protocol", "n", "accuracy", "macro-F1", "seconds")
+    cells = [(r["name"], r["model"], r["protocol"], str(r["n_evaluations"]),
+              f"{100 * r['accuracy']:.1f} ± {100 * r['accuracy_std']:.1f}",
+              f"{100 * r['macro_f1']:.1f} ± {100 * r['macro_f1_std']:.1f}", f"{r['seconds']:.0f}") for r in rows]
+    if markdown:
+        print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+        for c in cells:
+            print("| " + " | ".join(c) + " |")
+        return
+    table = Table(*cols)
+    for c in cells:
+        table.add_row(*c)
+    out.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,3 +38,7 @@ class FeatureError(GenreFusionError):
 
 class ConfigError(GenreFusionError):
     """A configuration value or option is invalid."""
+
+
+class ModelError(GenreFusionError):
+    """An unknown or misconfigured branch, fusion strategy or model bundle."""

@@ -102,7 +102,8 @@ def colour_index(S: np.ndarray, *, vmin: float | None = None, vmax: float | None
     return np.clip(x, -1, N_COLOURS).astype(np.int64).clip(0, N_COLOURS - 1).astype(np.uint8)
 
 
-@register_feature("mel_image", input="audio", shape="(385, 387) uint8 magma indices, row 0 = highest band", default=True)
+@register_feature("mel_image", input="audio", shape="(385, 387) uint8 magma indices, row 0 = highest band", default=True,
+                  layout="image")
 def mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: str = "indexed") -> np.ndarray:
     """The GTZAN log-mel spectrogram image (``power_to_db(melspectrogram, ref=max)`` drawn with magma).
 
@@ -119,7 +120,7 @@ def mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: str = "ind
     return colour_index(S)[np.ix_(rows, cols)]
 
 
-@register_feature("waveform_image", input="audio", shape="(height, width) uint8")
+@register_feature("waveform_image", input="audio", shape="(height, width) uint8", layout="image")
 def waveform_image(y: np.ndarray, *, sr: int, height: int = 128, width: int = 512, normalize: bool = True) -> np.ndarray:
     """The waveform drawn as a min/max envelope: 255 where the signal reaches, 0 elsewhere; row 0 = +1."""
     if y.size == 0:

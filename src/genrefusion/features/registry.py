@@ -18,6 +18,11 @@ import numpy as np
 from genrefusion.errors import FeatureError
 
 INPUTS = ("audio", "image", "table")
+#: How a feature's array is laid out, which says how models window it in time:
+#: ``vector`` (n,) has no time axis; ``frames`` (n_bins, n_frames) at sr / hop_length frames per
+#: second; ``image`` (H, W) or (C, H, W) whose width spans the clip; ``waveform`` (channels, n_samples).
+LAYOUTS = ("vector", "frames", "image", "waveform")
+_DEFAULT_LAYOUT = {"audio": "frames", "image": "image", "table": "vector"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class FeatureSpec:
     default: bool = False  # part of ``extract``'s default set for datasets with this input
     names: Callable[..., list[str]] | None = None  # column names of a vector feature
     params: Mapping[str, Any] = field(default_factory=dict)
+    layout: str = "frames"  # one of LAYOUTS
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults merged with ``overrides``; an unknown parameter raises FeatureError."""
@@ -61,10 +67,13 @@ FEATURES: dict[str, FeatureSpec] = {}
 
 
 def register_feature(name: str, *, input: str, shape: str, version: int = 1, default: bool = False,
-                     names: Callable[..., list[str]] | None = None):
+                     names: Callable[..., list[str]] | None = None, layout: str | None = None):
     """Decorator: register a pure function; its keyword-only defaults are its parameters."""
     if input not in INPUTS:
         raise FeatureError(f"feature input must be one of {INPUTS}, got {input!r}")
+    layout = layout or _DEFAULT_LAYOUT[input]
+    if layout not in LAYOUTS:
+        raise FeatureError(f"feature layout must be one of {LAYOUTS}, got {layout!r}")
 
     def wrap(fn):
         if name in FEATURES:
@@ -73,7 +82,8 @@ def register_feature(name: str, *, input: str, shape: str, version: int = 1, def
         params = {p.name: p.default for p in sig.parameters.values()
                   if p.kind is p.KEYWORD_ONLY and p.name != "sr" and p.default is not p.empty}
         doc = (fn.__doc__ or "").strip().splitlines()
-        FEATURES[name] = FeatureSpec(name, fn, input, shape, doc[0] if doc else "", version, default, names, params)
+        FEATURES[name] = FeatureSpec(name, fn, input, shape, doc[0] if doc else "", version, default, names, params,
+                                     layout)
         return fn
 
     return wrap

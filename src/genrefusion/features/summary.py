@@ -29,7 +29,8 @@ def summary_gtzan_names(**_) -> list[str]:
     return names
 
 
-@register_feature("summary_gtzan", input="audio", shape="(57,)", default=True, names=summary_gtzan_names)
+@register_feature("summary_gtzan", input="audio", shape="(57,)", default=True, names=summary_gtzan_names,
+                  layout="vector")
 def summary_gtzan(y: np.ndarray, *, sr: int) -> np.ndarray:
     """The 57 GTZAN table features (librosa defaults; mean and variance over frames).
 
@@ -69,7 +70,7 @@ def summary_rich_names(**_) -> list[str]:
     return [f"{name}_{stat}_{i + 1:02d}" for name, size in _RICH_PARTS for stat in _RICH_STATS for i in range(size)]
 
 
-@register_feature("summary_rich", input="audio", shape="(518,)", names=summary_rich_names)
+@register_feature("summary_rich", input="audio", shape="(518,)", names=summary_rich_names, layout="vector")
 def summary_rich(y: np.ndarray, *, sr: int) -> np.ndarray:
     """FMA's 518 statistics (kurtosis, max, mean, median, min, skew, std of 11 frame features)."""
     cqt = np.abs(librosa.cqt(y, sr=sr, hop_length=512, bins_per_octave=12, n_bins=7 * 12, tuning=None))

@@ -1,0 +1,139 @@
+"""Self-describing model bundles: a folder that rebuilds a trained model without the training code.
+
+``bundle.json`` holds the label list, every input's feature name, parameters and how its audio
+was read (the store spec), the windowing and aggregation, each branch's and the fusion's
+registered name and arguments, the training config and library versions; ``weights.pt`` holds
+the networks' state dicts; ``objects.pkl`` the fitted scikit-learn parts (classical branches,
+decision-level fusion), where there are any. ``load_bundle`` gives back a :class:`Fitted` whose
+outputs equal the saved model's.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genrefusion import __version__
+from genrefusion.errors import ModelError
+from genrefusion.fusion.model import FrozenFusion, FusionModel
+from genrefusion.fusion.registry import build_fusion
+from genrefusion.training.data import Windowing
+from genrefusion.training.fit import Fitted
+
+FORMAT = 1
+
+
+def _versions() -> dict[str, str]:
+    import librosa
+    import numpy
+    import sklearn
+
+    return {"genrefusion": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "librosa": librosa.__version__, "scikit-learn": sklearn.__version__}
+
+
+def save_bundle(fitted: Fitted, folder: str | Path, *, aggregate: str = "mean", config: dict | None = None,
+                card: dict | None = None) -> Path:
+    """Write ``fitted`` to ``folder`` (created; files replaced atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights: dict[str, Any] = {}
+    objects: dict[str, Any] = {}
+    m = fitted.model
+    if isinstance(m, FusionModel):
+        model = {"type": "joint", "spec": m.spec()}
+        weights["model"] = m.state_dict()
+    else:
+        branches = {}
+        for name, b in m.branches.items():
+            if isinstance(b, FusionModel):
+                branches[name] = {"type": "neural", "spec": b.spec()}
+                weights[f"branch/{name}"] = b.state_dict()
+            else:
+                branches[name] = {"type": "classical", "model": b.branch_name, "params": b.params}
+                objects[f"branch/{name}"] = b
+        fusion = {"type": None}
+        if isinstance(m.fusion, torch.nn.Module):
+            fusion = {"type": "neural", **m.fusion_spec, "dims": {n: list(d) for n, d in m.fusion_dims.items()}}
+            weights["fusion"] = m.fusion.state_dict()
+        elif m.fusion is not None:
+            fusion = {"type": "decision", **m.fusion_spec}
+            objects["fusion"] = m.fusion
+        model = {"type": "frozen", "branches": branches, "branch_inputs": m.branch_inputs, "fusion": fusion}
+    meta = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "labels": fitted.labels,
+            "windowing": {"window_s": fitted.windowing.window_s, "hop_s": fitted.windowing.hop_s},
+            "aggregate": aggregate, "inputs": fitted.inputs, "model": model, "versions": _versions(),
+            "config": config or {}, "card": card or {}}
+    _write(folder / "bundle.json", lambda f: f.write(json.dumps(meta, indent=1, default=str).encode()))
+    _write(folder / "weights.pt", lambda f: torch.save(weights, f))
+    if objects:
+        _write(folder / "objects.pkl", lambda f: pickle.dump(objects, f, protocol=pickle.HIGHEST_PROTOCOL))
+    elif (folder / "objects.pkl").exists():
+        (folder / "objects.pkl").unlink()
+    return folder
+
+
+def _write(path: Path, fn) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        fn(f)
+    tmp.replace(path)
+
+
+def read_meta(folder: str | Path) -> dict:
+    path = Path(folder) / "bundle.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError("not a model bundle (no bundle.json)", path=folder) from None
+    except (OSError, ValueError) as err:
+        raise ModelError(f"unreadable bundle.json ({err})", path=path) from None
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"bundle format {meta.get('format')!r} is not {FORMAT}", path=path)
+    return meta
+
+
+def load_bundle(folder: str | Path) -> tuple[Fitted, dict]:
+    """Rebuild the model of a bundle; returns it and the bundle's metadata."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    try:
+        weights = torch.load(folder / "weights.pt", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as err:
+        raise ModelError(f"unreadable weights ({err})", path=folder / "weights.pt") from None
+    objects: dict[str, Any] = {}
+    if (folder / "objects.pkl").exists():
+        with open(folder / "objects.pkl", "rb") as f:
+            objects = pickle.load(f)  # the bundle's own fitted scikit-learn objects
+    spec = meta["model"]
+    n_classes = len(meta["labels"])
+    if spec["type"] == "joint":
+        model: Any = _module(FusionModel(**spec["spec"]), weights["model"])
+    else:
+        branches = {n: (_module(FusionModel(**b["spec"]), weights[f"branch/{n}"]) if b["type"] == "neural"
+                        else objects[f"branch/{n}"]) for n, b in spec["branches"].items()}
+        f = spec["fusion"]
+        fusion = None
+        if f["type"] == "neural":
+            dims = {n: tuple(d) for n, d in f["dims"].items()}
+            fusion = _module(build_fusion(f["strategy"], branches=dims, n_classes=n_classes, **f["args"]), weights["fusion"])
+        elif f["type"] == "decision":
+            fusion = objects["fusion"]
+        fusion_spec = {k: f[k] for k in ("strategy", "args")} if f["type"] else {}
+        model = FrozenFusion(n_classes=n_classes, branches=branches, branch_inputs=spec["branch_inputs"],
+                             fusion=fusion, fusion_spec=fusion_spec,
+                             fusion_dims={n: tuple(d) for n, d in f.get("dims", {}).items()})
+    w = meta["windowing"]
+    return Fitted(model=model, labels=meta["labels"], windowing=Windowing(w["window_s"], w["hop_s"]),
+                  inputs=meta["inputs"]), meta
+
+
+def _module(module: torch.nn.Module, state: dict) -> torch.nn.Module:
+    module.load_state_dict(state)
+    return module.eval()

@@ -1,0 +1,250 @@
+"""Typed run configuration: dataclasses loaded from YAML or TOML, strictly.
+
+A key that no dataclass field names fails at load with the file, the dotted key and the closest
+valid name, so a typo never silently trains the wrong model. ``overrides`` (``"train.epochs=3"``)
+apply on top, with the same checks. The groups mirror the source tree: ``data`` (datasets +
+features), ``split`` (splits), ``inputs`` (features), ``branches`` (models), ``fusion``,
+``train`` (training), ``eval`` (evaluation), ``protocol`` (training.protocols).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genrefusion.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the tracks come from and how audio is read for feature extraction."""
+
+    path: str = ""  # dataset folder, manifest or table
+    kind: str | None = None  # dataset kind; detected when None
+    store: str = "store"  # feature store folder
+    sr: int = 22050  # audio resampled to this rate (Hz)
+    duration: float | None = None  # seconds read per file; None: all
+    workers: int = 1  # extraction worker processes
+    exclude: list[str] = field(default_factory=list)  # track ids never used (e.g. held-out audio clips)
+    genres: list[str] = field(default_factory=list)  # keep only these genres; empty: all
+
+
+@dataclass
+class SplitConfig:
+    """How tracks are assigned to parts. ``published`` wins over ``fractions``."""
+
+    published: str | None = None  # a split that came with the dataset, e.g. fault_filtered
+    file: str | None = None  # a split CSV (track_id,part)
+    fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.7, "valid": 0.15, "test": 0.15})
+    seed: int = 0
+    group_by_artist: bool | None = None  # None: when artists are known
+    valid_fraction: float = 0.15  # carved out of a training part that has no validation part
+
+
+@dataclass
+class InputConfig:
+    """One named model input: a stored feature and how it is shaped for a branch."""
+
+    feature: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None  # duration an image's width covers (GTZAN's images: 30 s); audio: from sr/hop
+    resize: list[int] | None = None  # [height, width] each example is resized to (bilinear), e.g. for ImageNet nets
+    channels: int | None = None  # repeat a 1-channel input to this many channels (3 for RGB backbones)
+
+
+@dataclass
+class BranchConfig:
+    model: str = ""  # a registered branch (``genrefusion models list``)
+    inputs: list[str] = field(default_factory=list)  # input names; several for early fusion or multi-spectral
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FusionConfig:
+    strategy: str = "feature"  # a registered fusion strategy
+    args: dict[str, Any] = field(default_factory=dict)
+    mode: str = "joint"  # "joint" (end-to-end) or "frozen" (branches first, then fusion on other tracks)
+
+
+@dataclass
+class AugmentConfig:
+    """Seeded training-time augmentation; all off by default."""
+
+    gain_db: float = 0.0  # uniform +-gain_db added to dB-valued inputs
+    time_masks: int = 0  # SpecAugment time masks per example
+    freq_masks: int = 0
+    mask_fraction: float = 0.1  # largest mask, as a fraction of the axis
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing of example pairs; 0: off
+
+
+@dataclass
+class HyperDynamicConfig:
+    """Classes that pass ``graduate_at`` validation accuracy are down-weighted; struggling ones get
+    up to ``max_boost`` x loss weight and x windows per track; updated each epoch."""
+
+    enabled: bool = False
+    graduate_at: float = 0.9
+    graduate_weight: float = 0.5
+    max_boost: float = 2.0
+    momentum: float = 0.5  # share of the previous epoch's weights kept
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    schedule: str = "cosine"  # "cosine" or "constant"
+    patience: int = 8  # epochs without validation improvement before stopping; 0: never
+    class_weights: bool = True  # inverse-frequency loss weights
+    window_s: float | None = None  # training/eval window length in seconds; None: whole tracks
+    hop_s: float | None = None  # evaluation hop between windows; None: window_s (no overlap)
+    windows_per_track: int = 4  # random windows drawn per track per epoch
+    aux_weight: float = 0.3  # weight of each branch's own loss in joint fusion training
+    grad_clip: float = 5.0
+    seed: int = 0
+    threads: int = 0  # torch threads; 0: torch's default
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    hyper_dynamic: HyperDynamicConfig = field(default_factory=HyperDynamicConfig)
+
+
+@dataclass
+class EvalConfig:
+    aggregate: str = "mean"  # window -> track: "mean" (of probabilities), "vote" or "max"
+    top_k: int = 3
+
+
+@dataclass
+class ProtocolConfig:
+    """``holdout``: the split's train/valid/test; ``two_stage``: branches/fusion/test parts;
+    ``repeated``: ``repeats`` random stratified train/test splits (mean +- std);
+    ``cv_grid``: k-fold CV grid search on the training parts, refit, then test."""
+
+    name: str = "holdout"
+    repeats: int = 10
+    test_fraction: float = 0.2
+    folds: int = 3
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted config key -> candidate values
+    seeds: list[int] = field(default_factory=list)  # extra seeds for holdout (mean +- std); empty: train.seed
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    description: str = ""  # what the run reproduces, its data and protocol (goes in the report)
+    reference: str = ""  # a published result this run compares with, e.g. "Author 2021: 74.9 %"
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    inputs: dict[str, InputConfig] = field(default_factory=dict)
+    branches: dict[str, BranchConfig] = field(default_factory=dict)
+    fusion: FusionConfig | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+
+
+def _build(cls, value: Any, where: str, source: str):
+    """Turn plain data into dataclass ``cls``, refusing unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where or 'the config'} must be a mapping, got {type(value).__name__}", path=source)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, v in value.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown key {where + '.' if where else ''}{key}{hint}", path=source)
+        kwargs[key] = _coerce(hints[key], v, f"{where}.{key}" if where else str(key), source)
+    return cls(**kwargs)
+
+
+def _coerce(tp, v: Any, where: str, source: str):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if v is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], v, where, source)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, v, where, source)
+    if origin is dict:
+        if not isinstance(v, dict):
+            raise ConfigError(f"{where} must be a mapping, got {v!r}", path=source)
+        return {str(k): _coerce(args[1], x, f"{where}.{k}", source) for k, x in v.items()}
+    if origin is list:
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {v!r}", path=source)
+        return [_coerce(args[0], x, f"{where}[{i}]", source) for i, x in enumerate(v)]
+    if tp is Any:
+        return v
+    if tp is float and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if tp in (int, str, bool) and not (isinstance(v, tp) and not (tp is int and isinstance(v, bool))):
+        raise ConfigError(f"{where} must be {tp.__name__}, got {v!r}", path=source)
+    return v
+
+
+def config_from_dict(data: dict, *, source: str = "<config>") -> RunConfig:
+    return _build(RunConfig, data, "", source)
+
+
+def _read(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config ({err.strerror})", path=path) from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        return yaml.safe_load(text) or {}
+    except Exception as err:  # yaml and toml raise their own types
+        raise ConfigError(f"not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {err}".splitlines()[0], path=path) from None
+
+
+def apply_override(data: dict, item: str) -> None:
+    """Set ``a.b.c=value`` (YAML-parsed value) in nested ``data``."""
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"an override is KEY=VALUE with a dotted key, got {item!r}")
+    set_dotted(data, key.strip(), yaml.safe_load(value))
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key!r}: {p!r} is not a mapping")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) run config, apply overrides, validate."""
+    path = Path(path)
+    data = _read(path)
+    for item in overrides:
+        apply_override(data, item)
+    return config_from_dict(data, source=str(path))
+
+
+def config_to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,1 @@
+"""Evaluation: window -> track aggregation, metrics, confusion matrices, reports and comparisons."""

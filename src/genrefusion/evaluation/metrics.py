@@ -1,0 +1,89 @@
+"""Classification metrics from labels and class probabilities, and window -> track aggregation."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from genrefusion.errors import ConfigError
+
+
+def _mean(p, idx, n):
+    return np.stack([p[idx == i].mean(0) for i in range(n)])
+
+
+def _vote(p, idx, n):
+    out = np.zeros((n, p.shape[1]))
+    np.add.at(out, (idx, p.argmax(1)), 1.0)
+    out += 1e-3 * _mean(p, idx, n)  # ties go to the higher mean probability
+    return out / out.sum(1, keepdims=True)
+
+
+def _max(p, idx, n):
+    out = np.stack([p[idx == i].max(0) for i in range(n)])
+    return out / out.sum(1, keepdims=True)
+
+
+AGGREGATORS = {"mean": _mean, "vote": _vote, "max": _max}
+
+
+def aggregate(proba: np.ndarray, track_index: Sequence[int], n_tracks: int, how: str = "mean") -> np.ndarray:
+    """Window probabilities ``(n_windows, C)`` -> track probabilities ``(n_tracks, C)``.
+
+    ``how``: "mean" of probabilities, majority "vote" of window top classes, or "max" per class.
+    """
+    if how not in AGGREGATORS:
+        raise ConfigError(f"eval.aggregate must be one of {sorted(AGGREGATORS)}, got {how!r}")
+    idx = np.asarray(track_index)
+    if len(np.unique(idx)) != n_tracks:
+        raise ConfigError(f"{n_tracks} tracks but windows of {len(np.unique(idx))}")
+    return AGGREGATORS[how](np.asarray(proba, np.float64), idx, n_tracks)
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(C, C)`` counts: rows true class, columns predicted."""
+    m = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(m, (y, pred), 1)
+    return m
+
+
+def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: list[str], *, top_k: int = 3) -> dict:
+    """Accuracy, balanced accuracy, macro-F1, top-k accuracy, per-class P/R/F1 and the confusion matrix."""
+    y = np.asarray(y)
+    n = len(labels)
+    pred = proba.argmax(1)
+    cm = confusion(y, pred, n)
+    tp = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(1), cm.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros(n), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(n), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
+    present = support > 0
+    k = min(top_k, n)
+    topk = np.argsort(-proba, axis=1)[:, :k]
+    return {
+        "n": int(len(y)),
+        "accuracy": float((pred == y).mean()) if len(y) else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        f"top{k}_accuracy": float((topk == y[:, None]).any(1).mean()) if len(y) else 0.0,
+        "per_class": {labels[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                                  "support": int(support[i])} for i in range(n)},
+        "confusion": cm.tolist(),
+        "labels": list(labels),
+    }
+
+
+SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def mean_std(results: list[dict], keys: Sequence[str] = SUMMARY_KEYS) -> dict:
+    """``{key: {"mean", "std", "values"}}`` over several runs' metrics (seeds, folds, repeats)."""
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in results if k in r]
+        if vals:
+            out[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+                      "values": [float(v) for v in vals]}
+    return out

@@ -1,0 +1,205 @@
+"""Composed models, named stages: input stages -> branches -> fusion.
+
+:class:`FusionModel` is the end-to-end network (every branch neural, a neural head or a single
+branch). :class:`FrozenFusion` holds separately trained branches (neural or classical) and a
+fusion strategy fitted on their outputs on other tracks (two-stage). Both answer
+``predict_proba(inputs) -> (N, C)`` on a batch of windows and describe themselves with ``spec()``
+so that :mod:`genrefusion.bundle` can rebuild them without the training code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from genrefusion.errors import ModelError
+from genrefusion.fusion.registry import build_fusion, get_fusion
+from genrefusion.models.layers import resize_height
+from genrefusion.models.registry import build_branch, get_branch
+
+LAYOUT_INPUT = {"vector": "vector", "frames": "matrix", "image": "matrix", "waveform": "waveform"}
+
+
+class InputStage(nn.Module):
+    """Standardise one input with training-set statistics, then optionally resize and repeat channels.
+
+    Statistics are per feature for vectors, per (channel, bin) row for spectrograms and images, and
+    global for waveforms; they are buffers, so they travel with the weights.
+    """
+
+    def __init__(self, *, layout: str, shape: tuple[int, ...], resize: list[int] | None = None,
+                 channels: int | None = None):
+        super().__init__()
+        self.layout, self.shape = layout, tuple(shape)
+        self.resize = list(resize) if resize else None
+        self.channels = channels
+        stat_shape = {"vector": shape, "waveform": (1, 1)}.get(layout, (shape[0], shape[1], 1))
+        self.register_buffer("mean", torch.zeros(stat_shape))
+        self.register_buffer("std", torch.ones(stat_shape))
+
+    def fit(self, arrays: list[np.ndarray]) -> "InputStage":
+        """Mean and std over the training tracks' whole arrays (float64 sums)."""
+        if self.layout == "vector":
+            x = np.stack([np.asarray(a, np.float64) for a in arrays])
+            mean, std = x.mean(0), x.std(0)
+        else:
+            s1 = s2 = 0.0
+            n = 0
+            for a in arrays:
+                m = np.asarray(a, np.float64)
+                m = m.reshape(1, 1, -1) if self.layout == "waveform" else (m[None] if m.ndim == 2 else m)
+                s1, s2, n = s1 + m.sum(-1), s2 + (m * m).sum(-1), n + m.shape[-1]
+            mean = s1 / n
+            std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(self.mean.shape))
+        self.std.copy_(torch.as_tensor(np.where(std > 1e-6, std, 1.0), dtype=torch.float32).reshape(self.std.shape))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        if self.resize:
+            x = F.interpolate(x, size=tuple(self.resize), mode="bilinear", align_corners=False)
+        if self.channels and x.shape[1] != self.channels:
+            x = x.repeat(1, self.channels // x.shape[1], *([1] * (x.ndim - 2)))
+        return x
+
+    def out_shape(self) -> tuple[int, ...]:
+        shape = list(self.shape)
+        if self.resize:
+            shape[-2:] = self.resize
+        if self.channels:
+            shape[0] = self.channels
+        return tuple(shape)
+
+
+def combine(tensors: list[torch.Tensor], layout: str) -> torch.Tensor:
+    """Early fusion of inputs: vectors concatenated; spectrograms resized to the first one's height,
+    cropped to the shortest, stacked as channels."""
+    if len(tensors) == 1:
+        return tensors[0]
+    if layout == "vector":
+        return torch.cat([t.flatten(1) for t in tensors], dim=1)
+    width = min(t.shape[-1] for t in tensors)
+    height = tensors[0].shape[-2]
+    return torch.cat([resize_height(t[..., :width], height) for t in tensors], dim=1)
+
+
+def combined_shape(shapes: list[tuple[int, ...]], layout: str) -> tuple[int, ...]:
+    if len(shapes) == 1:
+        return shapes[0]
+    if layout == "vector":
+        return (sum(int(np.prod(s)) for s in shapes),)
+    return (sum(s[0] for s in shapes), shapes[0][1], min(s[-1] for s in shapes))
+
+
+class FusionModel(nn.Module):
+    """End-to-end model: ``stages`` (one per input) -> ``branches`` -> ``head`` (None: the single branch decides).
+
+    ``inputs``: ``{name: {"layout", "shape", "resize", "channels"}}``; ``branches``:
+    ``{name: {"model", "inputs", "args"}}``; ``fusion``: ``{"strategy", "args"}`` or None.
+    """
+
+    def __init__(self, *, n_classes: int, inputs: Mapping[str, Mapping[str, Any]],
+                 branches: Mapping[str, Mapping[str, Any]], fusion: Mapping[str, Any] | None = None):
+        super().__init__()
+        self._spec = {"n_classes": n_classes, "inputs": {k: dict(v) for k, v in inputs.items()},
+                      "branches": {k: dict(v) for k, v in branches.items()}, "fusion": dict(fusion) if fusion else None}
+        self.n_classes = n_classes
+        self.stages = nn.ModuleDict({n: InputStage(layout=i["layout"], shape=tuple(i["shape"]), resize=i.get("resize"),
+                                                   channels=i.get("channels")) for n, i in inputs.items()})
+        self.branch_inputs = {n: list(b["inputs"]) for n, b in branches.items()}
+        mods, dims = {}, {}
+        for name, b in branches.items():
+            spec = get_branch(b["model"])
+            if spec.family != "neural":
+                raise ModelError(f"branch {name!r} ({b['model']}) is {spec.family}: it can only be fused frozen "
+                                 f"(fusion.mode: frozen)")
+            layouts = {inputs[i]["layout"] for i in b["inputs"]}
+            if len(layouts) > 1:
+                raise ModelError(f"branch {name!r} mixes input layouts {sorted(layouts)}; early fusion needs one kind")
+            layout = layouts.pop()
+            if LAYOUT_INPUT[layout] != spec.input:
+                raise ModelError(f"branch {name!r} ({b['model']}) takes {spec.input} input, but its input(s) "
+                                 f"{b['inputs']} are {layout}")
+            shapes = {i: self.stages[i].out_shape() for i in b["inputs"]}
+            in_shape = shapes if spec.multi_input else combined_shape(list(shapes.values()), layout)
+            mods[name] = build_branch(b["model"], n_classes=n_classes, in_shape=in_shape, **b.get("args", {}))
+            dims[name] = (mods[name].embedding_dim, n_classes)
+        self.branches = nn.ModuleDict(mods)
+        self.multi = {n: get_branch(b["model"]).multi_input for n, b in branches.items()}
+        self.layouts = {n: inputs[b["inputs"][0]]["layout"] for n, b in branches.items()}
+        if fusion is None:
+            if len(branches) != 1:
+                raise ModelError(f"{len(branches)} branches need a fusion strategy")
+            self.head = None
+        else:
+            if get_fusion(fusion["strategy"]).kind != "neural":
+                raise ModelError(f"fusion {fusion['strategy']!r} is decision-level: it fuses frozen branches "
+                                 f"(fusion.mode: frozen), it cannot be trained end to end")
+            self.head = build_fusion(fusion["strategy"], branches=dims, n_classes=n_classes, **fusion.get("args", {}))
+
+    def spec(self) -> dict:
+        return self._spec
+
+    def fit_inputs(self, arrays: Mapping[str, list[np.ndarray]]) -> None:
+        for n, stage in self.stages.items():
+            stage.fit(arrays[n])
+
+    def branch_outputs(self, x: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        z = {n: stage(x[n]) for n, stage in self.stages.items()}
+        out = {}
+        for name, branch in self.branches.items():
+            names = self.branch_inputs[name]
+            arg = {i: z[i] for i in names} if self.multi[name] else combine([z[i] for i in names], self.layouts[name])
+            out[name] = branch(arg)
+        return out
+
+    def forward(self, x: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        outs = self.branch_outputs(x)
+        if self.head is None:
+            return {"logits": next(iter(outs.values()))["logits"], "branches": outs}
+        fused = self.head(outs)
+        return {**fused, "branches": outs}
+
+    @torch.no_grad()
+    def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
+        self.eval()
+        return torch.softmax(self(x)["logits"], dim=1).double().numpy()
+
+
+class FrozenFusion:
+    """Two-stage model: each branch trained alone (a one-branch :class:`FusionModel`, or a classical
+    branch on a vector input), then ``fusion`` fitted on their outputs for other tracks.
+
+    ``fusion`` is a neural head (``nn.Module``) or a decision strategy object.
+    """
+
+    def __init__(self, *, n_classes: int, branches: Mapping[str, Any], branch_inputs: Mapping[str, list[str]],
+                 fusion: Any, fusion_spec: Mapping[str, Any], fusion_dims: Mapping[str, tuple[int, int]] | None = None):
+        self.n_classes, self.branches, self.branch_inputs = n_classes, dict(branches), dict(branch_inputs)
+        self.fusion, self.fusion_spec, self.fusion_dims = fusion, dict(fusion_spec), dict(fusion_dims or {})
+
+    @torch.no_grad()
+    def branch_outputs(self, x: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        out = {}
+        for name, b in self.branches.items():
+            if isinstance(b, FusionModel):
+                b.eval()
+                out[name] = b(x)["branches"][name]
+            else:
+                out[name] = b(combine([x[i] for i in self.branch_inputs[name]], "vector"))
+        return out
+
+    @torch.no_grad()
+    def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
+        outs = self.branch_outputs(x)
+        if self.fusion is None:  # a single branch decides
+            return torch.softmax(next(iter(outs.values()))["logits"].double(), dim=1).numpy()
+        if isinstance(self.fusion, nn.Module):
+            self.fusion.eval()
+            return torch.softmax(self.fusion(outs)["logits"], dim=1).double().numpy()
+        return self.fusion.predict_proba({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()})

@@ -1,0 +1,110 @@
+"""Classical branches on feature vectors through scikit-learn's API.
+
+Each is fitted with ``fit(x, y)`` on ``(n, n_features)`` float arrays and integer labels and
+called like a neural branch, returning ``{"embedding", "logits"}`` as tensors: both are the
+log class probabilities, ``(n, n_classes)``. Inputs are standardised inside the pipeline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from genrefusion.errors import ModelError
+from genrefusion.models.registry import register_branch
+
+
+class ClassicalBranch:
+    """A scikit-learn pipeline (standardise -> estimator) that speaks the branch contract."""
+
+    family = "classical"
+
+    def __init__(self, *, n_classes: int, in_shape, **params):
+        self.n_classes, self.in_shape, self.params = n_classes, tuple(in_shape), params
+        self.embedding_dim = n_classes
+        self.pipeline = None
+
+    def make_estimator(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "ClassicalBranch":
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        missing = sorted(set(range(self.n_classes)) - set(np.unique(y).tolist()))
+        if missing:
+            raise ModelError(f"{self.branch_name}: classes {missing} have no training example")
+        self.pipeline = make_pipeline(StandardScaler(), self.make_estimator()).fit(np.asarray(x, np.float64), y)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if self.pipeline is None:
+            raise ModelError(f"{self.branch_name}: predict before fit")
+        proba = np.zeros((len(x), self.n_classes))
+        proba[:, self.pipeline.classes_] = self.pipeline.predict_proba(np.asarray(x, np.float64))
+        return proba
+
+    def __call__(self, x) -> dict[str, torch.Tensor]:
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        logp = torch.from_numpy(np.log(np.clip(self.predict_proba(x), 1e-12, 1.0)).astype(np.float32))
+        return {"embedding": logp, "logits": logp}
+
+
+@register_branch("logreg", input="vector", family="classical")
+class LogisticRegressionBranch(ClassicalBranch):
+    """Multinomial logistic regression (L2, strength 1/C)."""
+
+    def __init__(self, *, n_classes: int, in_shape, C: float = 1.0, max_iter: int = 2000):
+        super().__init__(n_classes=n_classes, in_shape=in_shape, C=C, max_iter=max_iter)
+
+    def make_estimator(self):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=self.params["C"], max_iter=self.params["max_iter"])
+
+
+@register_branch("svm", input="vector", family="classical")
+class SVMBranch(ClassicalBranch):
+    """Support-vector machine (RBF kernel by default) with Platt-scaled probabilities."""
+
+    def __init__(self, *, n_classes: int, in_shape, C: float = 10.0, kernel: str = "rbf", gamma: str | float = "scale",
+                 seed: int = 0):
+        super().__init__(n_classes=n_classes, in_shape=in_shape, C=C, kernel=kernel, gamma=gamma, seed=seed)
+
+    def make_estimator(self):
+        from sklearn.svm import SVC
+
+        p = self.params
+        return SVC(C=p["C"], kernel=p["kernel"], gamma=p["gamma"], probability=True, random_state=p["seed"])
+
+
+@register_branch("gbm", input="vector", family="classical")
+class GradientBoostingBranch(ClassicalBranch):
+    """Gradient-boosted trees: xgboost-cpu where installed (``backend="xgboost"``), else scikit-learn's
+    histogram boosting (LightGBM's algorithm); ``backend="auto"`` picks the first available."""
+
+    def __init__(self, *, n_classes: int, in_shape, n_estimators: int = 300, learning_rate: float = 0.05,
+                 max_depth: int = 4, subsample: float = 0.8, backend: str = "auto", seed: int = 0):
+        super().__init__(n_classes=n_classes, in_shape=in_shape, n_estimators=n_estimators,
+                         learning_rate=learning_rate, max_depth=max_depth, subsample=subsample, backend=backend,
+                         seed=seed)
+        if backend not in ("auto", "xgboost", "sklearn"):
+            raise ModelError(f"gbm: backend must be auto, xgboost or sklearn, got {backend!r}")
+
+    def make_estimator(self):
+        p = self.params
+        backend = p["backend"]
+        if backend in ("auto", "xgboost"):
+            try:
+                from xgboost import XGBClassifier
+            except ImportError:
+                if backend == "xgboost":
+                    raise ModelError("gbm: backend 'xgboost' needs xgboost-cpu (pip install 'genrefusion[boost]')") from None
+            else:
+                return XGBClassifier(n_estimators=p["n_estimators"], learning_rate=p["learning_rate"],
+                                     max_depth=p["max_depth"], subsample=p["subsample"], random_state=p["seed"],
+                                     n_jobs=1, tree_method="hist", eval_metric="mlogloss")
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(max_iter=p["n_estimators"], learning_rate=p["learning_rate"],
+                                              max_depth=p["max_depth"], random_state=p["seed"], early_stopping=False)

@@ -1,0 +1,275 @@
+"""Fit the model a run config describes on given tracks, and predict with it.
+
+Three shapes of model, chosen by the config (no string ladders: the branch and fusion registries
+say what each name is):
+
+- one branch, no fusion: a neural branch trained on windows, or a classical one fitted on vectors;
+- ``fusion.mode: joint``: every branch and a neural fusion head trained end to end, each branch
+  also learning from its own loss (``train.aux_weight``);
+- ``fusion.mode: frozen`` (two-stage): each branch trained alone on ``train``; the fusion (a
+  neural head or a decision-level strategy) then fitted on the branches' outputs for *other*
+  tracks (``fusion_part``), so it learns how far to trust each branch on unseen music.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from genrefusion.config import RunConfig, TrainConfig
+from genrefusion.errors import ConfigError, ModelError
+from genrefusion.evaluation.metrics import aggregate
+from genrefusion.fusion.model import FrozenFusion, FusionModel
+from genrefusion.fusion.registry import build_fusion, get_fusion
+from genrefusion.models.registry import build_branch, get_branch
+from genrefusion.training.data import TrackData, Windowing, batches
+from genrefusion.training.trainer import Trainer, TrainResult, Validation
+
+EVAL_BATCH = 64
+MODES = ("joint", "frozen")
+
+
+@dataclass
+class Fitted:
+    """A trained model with what it needs to predict: labels, inputs and windows."""
+
+    model: FusionModel | FrozenFusion
+    labels: list[str]
+    windowing: Windowing
+    inputs: dict[str, dict]  # name -> {"feature", "layout", "fps", "shape", "store_spec", ...}
+    training: dict[str, TrainResult] = field(default_factory=dict)
+
+
+def input_meta(cfg: RunConfig, data: TrackData, windowing: Windowing) -> dict[str, dict]:
+    """What each input is, for model construction and for the bundle."""
+    return {n: {"feature": d.feature, "layout": d.layout, "fps": d.fps, "shape": list(d.example_shape(windowing.window_s)),
+                "resize": cfg.inputs[n].resize, "channels": cfg.inputs[n].channels, "seconds": cfg.inputs[n].seconds,
+                "store_spec": d.spec} for n, d in data.inputs.items()}
+
+
+def predict_windows(model, data: TrackData, windowing: Windowing, *, windows=None):
+    """``(n_windows, C)`` probabilities and each window's track index."""
+    windows = windows if windows is not None else windowing.eval_windows(data)
+    probs = [model.predict_proba(x) for x, _, _ in batches(data, windows, windowing.window_s, EVAL_BATCH)]
+    return np.concatenate(probs), np.array([i for i, _ in windows])
+
+
+def predict_tracks(model, data: TrackData, windowing: Windowing, how: str = "mean") -> np.ndarray:
+    """``(n_tracks, C)`` probabilities: window predictions aggregated per track."""
+    p, idx = predict_windows(model, data, windowing)
+    return aggregate(p, idx, len(data), how)
+
+
+class WindowSource:
+    """Random windows of every training track each epoch; struggling classes may get more (hyper-dynamic)."""
+
+    def __init__(self, data: TrackData, windowing: Windowing, cfg: TrainConfig):
+        self.data, self.windowing, self.cfg = data, windowing, cfg
+
+    def epoch_batches(self, rng, class_boost):
+        per_track = np.maximum(1, np.round(self.cfg.windows_per_track * class_boost[self.data.y])).astype(int)
+        windows = self.windowing.random_windows(self.data, rng, per_track)
+        for x, y, _ in batches(self.data, windows, self.windowing.window_s, self.cfg.batch_size):
+            yield x, y
+
+
+class WindowValidation:
+    """Window-level loss and track-level accuracy (windows aggregated) on validation tracks."""
+
+    def __init__(self, data: TrackData, windowing: Windowing, how: str):
+        self.data, self.windowing, self.how = data, windowing, how
+        self.windows = windowing.eval_windows(data)
+
+    def evaluate(self, model) -> Validation:
+        p, idx = predict_windows(model, self.data, self.windowing, windows=self.windows)
+        return _validation(p, idx, self.data.y, len(self.data.labels), self.how)
+
+
+def _validation(p, idx, y_tracks, n_classes, how) -> Validation:
+    y_win = y_tracks[idx]
+    loss = float(-np.log(np.clip(p[np.arange(len(p)), y_win], 1e-12, None)).mean())
+    tp = aggregate(p, idx, len(y_tracks), how)
+    pred = tp.argmax(1)
+    per_class = np.array([(pred[y_tracks == c] == c).mean() if np.any(y_tracks == c) else 1.0 for c in range(n_classes)])
+    return Validation(loss, float((pred == y_tracks).mean()), per_class)
+
+
+class OutputSource:
+    """Precomputed branch outputs of windows, for training a fusion head on frozen branches."""
+
+    def __init__(self, outputs: dict[str, dict[str, torch.Tensor]], y: np.ndarray, batch_size: int):
+        self.outputs, self.y, self.batch_size = outputs, torch.as_tensor(y), batch_size
+
+    def epoch_batches(self, rng, class_boost):
+        order = torch.from_numpy(rng.permutation(len(self.y)))
+        for s in range(0, len(order), self.batch_size):
+            i = order[s:s + self.batch_size]
+            yield {b: {k: v[i] for k, v in o.items()} for b, o in self.outputs.items()}, self.y[i]
+
+
+class OutputValidation:
+    def __init__(self, outputs, idx, y_tracks, n_classes, how):
+        self.outputs, self.idx, self.y_tracks, self.n_classes, self.how = outputs, idx, y_tracks, n_classes, how
+
+    @torch.no_grad()
+    def evaluate(self, head) -> Validation:
+        head.eval()
+        p = torch.softmax(head(self.outputs)["logits"], 1).double().numpy()
+        return _validation(p, self.idx, self.y_tracks, self.n_classes, self.how)
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """Every name and combination checked before any data is read or model trained."""
+    if not cfg.branches:
+        raise ConfigError("the config has no branches")
+    for name, b in cfg.branches.items():
+        try:
+            spec = get_branch(b.model)
+        except ModelError as err:
+            raise ConfigError(f"branches.{name}: {err}") from None
+        from genrefusion.models.registry import check_args
+
+        try:
+            check_args(b.model, spec.params, b.args, "branch")
+        except ModelError as err:
+            raise ConfigError(f"branches.{name}: {err}") from None
+    if cfg.fusion is None:
+        if len(cfg.branches) != 1:
+            raise ConfigError(f"{len(cfg.branches)} branches but no fusion: add a 'fusion' section")
+        return
+    if cfg.fusion.mode not in MODES:
+        raise ConfigError(f"fusion.mode must be one of {MODES}, got {cfg.fusion.mode!r}")
+    try:
+        fspec = get_fusion(cfg.fusion.strategy)
+        from genrefusion.models.registry import check_args
+
+        check_args(cfg.fusion.strategy, fspec.params, cfg.fusion.args, "fusion strategy")
+    except ModelError as err:
+        raise ConfigError(f"fusion: {err}") from None
+    if cfg.fusion.mode == "joint":
+        if fspec.kind == "decision":
+            raise ConfigError(f"fusion {cfg.fusion.strategy!r} is decision-level: use fusion.mode: frozen")
+        classical = [n for n, b in cfg.branches.items() if get_branch(b.model).family != "neural"]
+        if classical:
+            raise ConfigError(f"classical branches {classical} cannot train end to end: use fusion.mode: frozen")
+
+
+def _model_inputs(meta: dict, names) -> dict:
+    return {n: {k: meta[n][k] for k in ("layout", "shape", "resize", "channels")} for n in names}
+
+
+def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: TrackData | None, windowing: Windowing,
+                  checkpoint_dir: Path | None, log, tag: str) -> TrainResult:
+    model.fit_inputs({n: train.inputs[n].arrays for n in model.stages})
+    torch.manual_seed(cfg.train.seed)
+    trainer = Trainer(model, cfg.train, n_classes=len(train.labels), y_train=train.y,
+                      checkpoint_dir=checkpoint_dir / tag if checkpoint_dir else None,
+                      fingerprint={"spec": model.spec(), "train": dataclasses.asdict(cfg.train), "ids": train.ids,
+                                   "window": dataclasses.astuple(windowing)},
+                      layouts={n: d.layout for n, d in train.inputs.items()},
+                      features={n: d.feature for n, d in train.inputs.items()},
+                      log=lambda m: log(f"[{tag}] {m}"))
+    valid_src = WindowValidation(valid, windowing, cfg.eval.aggregate) if valid is not None and len(valid) else None
+    return trainer.fit(WindowSource(train, windowing, cfg.train), valid_src)
+
+
+def _seeded_model(seed: int, make: Callable[[], Any]):
+    torch.manual_seed(seed)  # initial weights depend on the run seed only
+    return make()
+
+
+def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusion_part: TrackData | None = None,
+              windowing: Windowing, checkpoint_dir: str | Path | None = None,
+              log: Callable[[str], None] = lambda m: None) -> Fitted:
+    """Train what ``cfg`` describes on ``train`` (early stopping on ``valid``).
+
+    Frozen fusion is fitted on ``fusion_part`` (default: ``valid``), tracks the branches never trained on.
+    """
+    validate_config(cfg)
+    train.check_classes("train")
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+    n_classes = len(train.labels)
+    meta = input_meta(cfg, train, windowing)
+    fitted = Fitted(model=None, labels=list(train.labels), windowing=windowing, inputs=meta)  # type: ignore[arg-type]
+    branch_cfg = {n: {"model": b.model, "inputs": list(b.inputs), "args": dict(b.args)} for n, b in cfg.branches.items()}
+    if cfg.fusion is not None and cfg.fusion.mode == "joint":
+        model = _seeded_model(cfg.train.seed, lambda: FusionModel(
+            n_classes=n_classes, inputs=_model_inputs(meta, cfg.inputs), branches=branch_cfg,
+            fusion={"strategy": cfg.fusion.strategy, "args": dict(cfg.fusion.args)}))
+        fitted.training["joint"] = _train_neural(model, cfg, train, valid, windowing, checkpoint_dir, log, "joint")
+        fitted.model = model
+        return fitted
+
+    branches: dict[str, Any] = {}
+    for name, b in branch_cfg.items():
+        spec = get_branch(b["model"])
+        if spec.family == "neural":
+            model = _seeded_model(cfg.train.seed, lambda: FusionModel(
+                n_classes=n_classes, inputs=_model_inputs(meta, b["inputs"]), branches={name: b}))
+            fitted.training[name] = _train_neural(model, cfg, train, valid, windowing, checkpoint_dir, log, name)
+            branches[name] = model
+        else:
+            layouts = {meta[i]["layout"] for i in b["inputs"]}
+            if layouts != {"vector"}:
+                raise ConfigError(f"branches.{name}: classical model {b['model']!r} needs vector inputs, got {sorted(layouts)}")
+            x = np.concatenate([np.stack([np.asarray(a, np.float32).ravel() for a in train.inputs[i].arrays])
+                                for i in b["inputs"]], axis=1)
+            shape = (x.shape[1],)
+            branches[name] = build_branch(b["model"], n_classes=n_classes, in_shape=shape, **b["args"]).fit(x, train.y)
+            log(f"[{name}] fitted {b['model']} on {len(x)} tracks x {shape[0]} features")
+    fusion_obj, fusion_spec, dims = None, {}, {}
+    if cfg.fusion is not None:
+        part = fusion_part if fusion_part is not None else valid
+        if part is None or not len(part):
+            raise ConfigError("frozen fusion needs tracks the branches did not train on (a valid or fusion part)")
+        part.check_classes("fusion")
+        fusion_spec = {"strategy": cfg.fusion.strategy, "args": dict(cfg.fusion.args)}
+        frozen = FrozenFusion(n_classes=n_classes, branches=branches, branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
+                              fusion=None, fusion_spec=fusion_spec)
+        outs, idx = _outputs(frozen, part, windowing)
+        dims = {n: (int(o["embedding"].shape[1]), n_classes) for n, o in outs.items()}
+        fusion_obj = _seeded_model(cfg.train.seed, lambda: build_fusion(cfg.fusion.strategy, branches=dims,
+                                                                        n_classes=n_classes, **cfg.fusion.args))
+        if isinstance(fusion_obj, torch.nn.Module):
+            fitted.training["fusion"] = _train_head(fusion_obj, cfg, outs, idx, part, checkpoint_dir, log)
+        else:
+            fusion_obj.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, part.y[idx])
+            log(f"[fusion] fitted {cfg.fusion.strategy} on {len(idx)} windows of {len(part)} tracks")
+    fitted.model = FrozenFusion(n_classes=n_classes, branches=branches,
+                                branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
+                                fusion=fusion_obj, fusion_spec=fusion_spec, fusion_dims=dims)
+    return fitted
+
+
+def _outputs(frozen: FrozenFusion, data: TrackData, windowing: Windowing):
+    windows = windowing.eval_windows(data)
+    parts = [frozen.branch_outputs(x) for x, _, _ in batches(data, windows, windowing.window_s, EVAL_BATCH)]
+    outs = {n: {k: torch.cat([p[n][k] for p in parts]) for k in ("embedding", "logits")} for n in parts[0]}
+    return outs, np.array([i for i, _ in windows])
+
+
+def _train_head(head, cfg: RunConfig, outs, idx, part: TrackData, checkpoint_dir, log) -> TrainResult:
+    """Train a neural fusion head on frozen outputs; early stopping on a seeded fifth of the fusion tracks."""
+    rng = np.random.default_rng(cfg.train.seed)
+    hold = np.zeros(len(part), bool)
+    for c in np.unique(part.y):
+        members = rng.permutation(np.flatnonzero(part.y == c))
+        hold[members[: len(members) // 5]] = True
+    fit_w, val_w = ~hold[idx], hold[idx]
+    sel = lambda mask: {n: {k: v[torch.from_numpy(mask)] for k, v in o.items()} for n, o in outs.items()}  # noqa: E731
+    val_tracks = np.flatnonzero(hold)
+    remap = {t: j for j, t in enumerate(val_tracks)}
+    head_cfg = dataclasses.replace(cfg.train, augment=type(cfg.train.augment)(), aux_weight=0.0)
+    trainer = Trainer(head, head_cfg, n_classes=len(part.labels), y_train=part.y[idx][fit_w],
+                      checkpoint_dir=checkpoint_dir / "fusion" if checkpoint_dir else None,
+                      fingerprint={"fusion": cfg.fusion.strategy, "args": cfg.fusion.args, "train": dataclasses.asdict(head_cfg),
+                                   "ids": part.ids},
+                      log=lambda m: log(f"[fusion] {m}"))
+    valid = OutputValidation(sel(val_w), np.array([remap[t] for t in idx[val_w]]), part.y[val_tracks],
+                             len(part.labels), cfg.eval.aggregate) if hold.any() else None
+    return trainer.fit(OutputSource(sel(fit_w), part.y[idx][fit_w], cfg.train.batch_size), valid)

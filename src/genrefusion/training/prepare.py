@@ -1,0 +1,121 @@
+"""From a run config to tracks in memory: open the dataset, extract the inputs' features into the
+store (a no-op where current), and read them back as :class:`~genrefusion.training.data.TrackData`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from genrefusion.config import RunConfig
+from genrefusion.datasets import open_dataset
+from genrefusion.datasets.base import Dataset
+from genrefusion.errors import ConfigError
+from genrefusion.features.extract import ExtractConfig, extract
+from genrefusion.features.registry import get_feature
+from genrefusion.features.store import FeatureStore
+from genrefusion.training.data import InputData, TrackData
+
+
+def open_run_dataset(cfg: RunConfig) -> Dataset:
+    """The config's dataset, less excluded tracks and genres not asked for."""
+    if not cfg.data.path:
+        raise ConfigError("data.path is empty: name a dataset folder, manifest or table")
+    ds = open_dataset(Path(cfg.data.path), kind=cfg.data.kind)
+    keep = [t.track_id for t in ds.tracks if t.track_id not in set(cfg.data.exclude)
+            and (not cfg.data.genres or t.genre in cfg.data.genres)]
+    unknown = sorted(set(cfg.data.genres) - set(ds.genres))
+    if unknown:
+        raise ConfigError(f"data.genres names genres the dataset does not have: {unknown}; it has {ds.genres}")
+    return ds.subset(keep) if len(keep) != len(ds) else ds
+
+
+def check_inputs(cfg: RunConfig) -> None:
+    """Every input names a known feature with known parameters; every branch reads known inputs."""
+    if not cfg.inputs:
+        raise ConfigError("the config has no inputs: name at least one stored feature under 'inputs'")
+    for name, inp in cfg.inputs.items():
+        try:
+            get_feature(inp.feature).resolve(inp.params)
+        except Exception as err:
+            raise ConfigError(f"inputs.{name}: {err}") from None
+    for name, b in cfg.branches.items():
+        unknown = [i for i in b.inputs if i not in cfg.inputs]
+        if not b.inputs or unknown:
+            raise ConfigError(f"branches.{name}.inputs must name inputs from {sorted(cfg.inputs)}, got {b.inputs}")
+    unused = sorted(set(cfg.inputs) - {i for b in cfg.branches.values() for i in b.inputs})
+    if unused and cfg.branches:
+        raise ConfigError(f"inputs {unused} are read by no branch; remove them or add them to a branch's inputs")
+
+
+def load_track_data(cfg: RunConfig, dataset: Dataset, *, store: FeatureStore | None = None,
+                    labels: list[str] | None = None, on_progress=None) -> tuple[TrackData, list[str]]:
+    """Extract and read every input for the dataset's tracks.
+
+    Returns the data (tracks that have every input) and a list of problems: tracks dropped because
+    an input is missing or failed to extract, each with its reason. ``labels`` fixes the class
+    list (a trained model's); tracks of other genres are then left out and reported.
+    """
+    check_inputs(cfg)
+    if labels is not None:
+        other = [t.track_id for t in dataset.tracks if t.genre not in labels]
+        if len(other) == len(dataset):
+            raise ConfigError(f"no track of dataset {dataset.name!r} has a genre the model knows ({', '.join(labels)})")
+        if other:
+            dataset = dataset.subset([t.track_id for t in dataset.tracks if t.genre in labels])
+    problems: list[str] = [f"{len(other)} track(s) of genres the model does not know are left out, e.g. {other[:3]}"] \
+        if labels is not None and other else []
+    own_store = store is None
+    store = store or FeatureStore(cfg.data.store)
+    try:
+        groups: dict[tuple, list[str]] = defaultdict(list)  # one extract call per feature parameter set
+        for name, inp in cfg.inputs.items():
+            groups[(inp.feature, repr(sorted(get_feature(inp.feature).resolve(inp.params).items())))].append(name)
+        keys: dict[str, str] = {}
+        for names in groups.values():
+            inp = cfg.inputs[names[0]]
+            report = extract(dataset, store, ExtractConfig(features=[inp.feature], params={inp.feature: dict(inp.params)},
+                                                           sr=cfg.data.sr, duration=cfg.data.duration,
+                                                           workers=cfg.data.workers), on_progress=on_progress)
+            problems += [f"{f.track_id}: {f.feature}: {f.reason}" for f in report.failures]
+            for n in names:
+                keys[n] = report.features[inp.feature]
+        stored = {n: store.feature(k) for n, k in keys.items()}
+        have = set.intersection(*(set(s.ids()) for s in stored.values()))
+        ids = [t.track_id for t in dataset.tracks if t.track_id in have]
+        dropped = [t.track_id for t in dataset.tracks if t.track_id not in have]
+        if dropped:
+            problems.append(f"{len(dropped)} track(s) lack an input and are left out, e.g. {dropped[:5]}")
+        if not ids:
+            raise ConfigError(f"no track of dataset {dataset.name!r} has every input {sorted(cfg.inputs)}")
+        labels = list(labels) if labels is not None else dataset.genres
+        y = np.array([labels.index(dataset[t].genre) for t in ids], np.int64)
+        inputs = {}
+        for n, s in stored.items():
+            spec = get_feature(cfg.inputs[n].feature)
+            arrays = [np.array(a) for a in s.read(ids)]  # copies: the store's memory maps close with it
+            inputs[n] = InputData(n, spec.name, spec.layout, arrays, _fps(cfg, n, spec.layout, s.spec, arrays),
+                                  dict(s.spec))
+        return TrackData(ids, y, labels, inputs), problems
+    finally:
+        if own_store:
+            store.close()
+
+
+def _fps(cfg: RunConfig, name: str, layout: str, stored_spec: dict, arrays: list[np.ndarray]) -> float | None:
+    """Steps per second along an input's last axis; None where it has no time axis."""
+    params = stored_spec.get("params", {})
+    if layout == "frames":
+        return cfg.data.sr / params["hop_length"]
+    if layout == "waveform":
+        return float(params.get("target_sr", cfg.data.sr))
+    if layout == "image":
+        seconds = cfg.inputs[name].seconds
+        if seconds is None:
+            if cfg.train.window_s is not None:
+                raise ConfigError(f"inputs.{name}: an image cut into {cfg.train.window_s} s windows needs "
+                                  f"'seconds' (the duration its width covers, e.g. 30 for GTZAN)")
+            return None  # used whole
+        return arrays[0].shape[-1] / seconds
+    return None

@@ -1,0 +1,233 @@
+"""Training protocols: how tracks are split, what each stage trains on, and what is reported.
+
+Each protocol is registered by name and returns :class:`Evaluation`\\ s (one per split, seed or
+repeat) made on tracks no model or selection step has seen:
+
+- ``holdout``: the split's train / valid / test (valid carved from train when absent);
+  ``protocol.seeds`` repeats training with other seeds on the same split (mean +- std).
+- ``two_stage``: branches on part A, fusion on part B, test on part C (40/40/20 by default; a
+  published train/valid/test split maps to A/B/C); early stopping inside A and B only.
+- ``repeated``: ``repeats`` seeded stratified train/test splits, validation carved from train.
+- ``cv_grid``: k-fold cross-validated grid search over ``protocol.grid`` on the training tracks
+  only, then the best setting refitted and tested once.
+Every split is saved and leak-checked (tracks, artists, and each evaluated window) before training.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from genrefusion.config import RunConfig, config_to_dict, config_from_dict, set_dotted
+from genrefusion.datasets.base import Dataset
+from genrefusion.errors import ConfigError, DatasetError
+from genrefusion.evaluation.metrics import aggregate, classification_metrics
+from genrefusion.splits import TWO_STAGE, Split, check_split, kfold_splits, published_split, stratified_split
+from genrefusion.training.data import TrackData, Windowing
+from genrefusion.training.fit import Fitted, fit_model, predict_windows
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Evaluation:
+    """One trained model's results on its test tracks."""
+
+    name: str  # "seed0", "repeat03", ...
+    split: Split
+    fitted: Fitted
+    track: dict  # track-level metrics (windows aggregated)
+    window: dict  # window-level metrics
+    test_ids: list[str]
+    test_proba: np.ndarray
+    extra: dict = field(default_factory=dict)  # e.g. the grid search table
+
+
+PROTOCOLS: dict[str, Callable] = {}
+
+
+def register_protocol(name: str):
+    def wrap(fn):
+        PROTOCOLS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_protocol(name: str):
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}") from None
+
+
+def base_split(cfg: RunConfig, ds: Dataset, *, fractions=None) -> Split:
+    """The config's split: a split file, a published split, or a seeded stratified one."""
+    if cfg.split.file:
+        return Split.load(cfg.split.file, ds)
+    if cfg.split.published:
+        return published_split(ds, cfg.split.published)
+    return stratified_split(ds, fractions=fractions or cfg.split.fractions, seed=cfg.split.seed,
+                            group_by_artist=cfg.split.group_by_artist)
+
+
+def carve(ds: Dataset, ids: list[str], fraction: float, seed: int, group_by_artist) -> tuple[list[str], list[str]]:
+    """Split ``ids`` into (fit, held-out) stratified by genre (artist-grouped where known)."""
+    sub = ds.subset(ids)
+    s = stratified_split(sub, fractions={"fit": 1 - fraction, "held": fraction}, seed=seed, group_by_artist=group_by_artist)
+    return s.ids("fit"), s.ids("held")
+
+
+def evaluate(fitted: Fitted, data: TrackData, how: str, top_k: int) -> tuple[dict, dict, np.ndarray]:
+    """Track-level and window-level metrics on ``data``; also the track probabilities."""
+    p, idx = predict_windows(fitted.model, data, fitted.windowing)
+    tp = aggregate(p, idx, len(data), how)
+    return (classification_metrics(data.y, tp, data.labels, top_k=top_k),
+            classification_metrics(data.y[idx], p, data.labels, top_k=top_k), tp)
+
+
+def _check_windows(split: Split, ds: Dataset, parts: dict[str, TrackData], windowing: Windowing) -> None:
+    windows = [(d.ids[i], part) for part, d in parts.items() for i, _ in windowing.eval_windows(d)]
+    check_split(split, ds, windows=windows)
+
+
+def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, split: Split, *,
+                    fit_part: str, valid_ids: list[str] | None, fusion_ids: list[str] | None, name: str,
+                    run_dir: Path, log: Log) -> Evaluation:
+    fit_ids = split.ids(fit_part)
+    if valid_ids is None:
+        fit_ids, valid_ids = carve(ds, fit_ids, cfg.split.valid_fraction, cfg.split.seed, cfg.split.group_by_artist)
+    parts = {"train": data.subset(fit_ids), "valid": data.subset(valid_ids), "test": data.subset(split.ids("test"))}
+    if fusion_ids is not None:
+        parts["fusion"] = data.subset(fusion_ids)
+    saved = Split(split.name, {**{t: p for p, d in parts.items() for t in d.ids}})
+    saved.save(run_dir / "split.csv", ds)
+    _check_windows(saved, ds, parts, windowing)
+    fusion_part = parts.get("fusion")
+    for p in ("valid", "test"):
+        if not len(parts[p]):
+            raise DatasetError(f"split {split.name!r}: part {p!r} is empty")
+    overlap = set(parts["train"].ids) & set(fusion_part.ids if fusion_part is not None else [])
+    assert not overlap, "the fusion stage must never see a track the branches trained on"
+    log(f"{name}: train {len(parts['train'])}, valid {len(parts['valid'])}"
+        + (f", fusion {len(fusion_part)}" if fusion_part is not None else "") + f", test {len(parts['test'])} tracks")
+    fitted = fit_model(cfg, parts["train"], parts["valid"], fusion_part=fusion_part, windowing=windowing,
+                       checkpoint_dir=run_dir / "checkpoints", log=lambda m: log(f"{name} {m}"))
+    track, window, tp = evaluate(fitted, parts["test"], cfg.eval.aggregate, cfg.eval.top_k)
+    log(f"{name}: test accuracy {track['accuracy']:.4f} (tracks), {window['accuracy']:.4f} (windows)")
+    return Evaluation(name, saved, fitted, track, window, parts["test"].ids, tp)
+
+
+def _seeded(cfg: RunConfig, seed: int) -> RunConfig:
+    c = copy.deepcopy(cfg)
+    c.train.seed = seed
+    return c
+
+
+@register_protocol("holdout")
+def holdout(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
+    split = base_split(cfg, ds)
+    if "train" not in split.parts or "test" not in split.parts:
+        raise ConfigError(f"holdout needs parts train and test (valid optional); split has {split.parts}")
+    valid = split.ids("valid") if "valid" in split.parts else None
+    seeds = cfg.protocol.seeds or [cfg.train.seed]
+    out = []
+    for seed in seeds:
+        name = f"seed{seed}"
+        sub = run_dir / name if len(seeds) > 1 else run_dir
+        out.append(_train_and_test(_seeded(cfg, seed), ds, data, windowing, split, fit_part="train", valid_ids=valid,
+                                   fusion_ids=None, name=name, run_dir=sub, log=log))
+    return out
+
+
+@register_protocol("two_stage")
+def two_stage(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
+    if cfg.fusion is None or cfg.fusion.mode != "frozen":
+        raise ConfigError("the two_stage protocol trains branches and fusion on different tracks: "
+                          "it needs a fusion section with mode: frozen")
+    default = not cfg.split.published and not cfg.split.file and set(cfg.split.fractions) == {"train", "valid", "test"}
+    split = base_split(cfg, ds, fractions=TWO_STAGE if default else None)
+    names = {"branches": "branches", "fusion": "fusion"} if "branches" in split.parts else {"branches": "train", "fusion": "valid"}
+    if not {names["branches"], names["fusion"], "test"} <= set(split.parts):
+        raise ConfigError(f"two_stage needs parts branches/fusion/test (or train/valid/test); split has {split.parts}")
+    seeds = cfg.protocol.seeds or [cfg.train.seed]
+    out = []
+    for seed in seeds:
+        c = _seeded(cfg, seed)
+        fusion_ids = split.ids(names["fusion"])
+        sub = run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir
+        out.append(_train_and_test(c, ds, data, windowing, split, fit_part=names["branches"], valid_ids=None,
+                                   fusion_ids=fusion_ids, name=f"seed{seed}", run_dir=sub, log=log))
+    return out
+
+
+@register_protocol("repeated")
+def repeated(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
+    tf = cfg.protocol.test_fraction
+    out = []
+    for r in range(cfg.protocol.repeats):
+        seed = cfg.split.seed + r
+        split = stratified_split(ds, fractions={"train": 1 - tf, "test": tf}, seed=seed,
+                                 group_by_artist=cfg.split.group_by_artist, name=f"repeat{r:02d}")
+        c = _seeded(cfg, cfg.train.seed + r)
+        c.split.seed = seed
+        out.append(_train_and_test(c, ds, data, windowing, split, fit_part="train", valid_ids=None, fusion_ids=None,
+                                   name=f"repeat{r:02d}", run_dir=run_dir / f"repeat{r:02d}", log=log))
+    return out
+
+
+def grid_points(grid: dict[str, list]) -> list[dict]:
+    """Cartesian product of ``{dotted key: values}``."""
+    if not grid:
+        return [{}]
+    keys = list(grid)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+
+
+def with_values(cfg: RunConfig, point: dict) -> RunConfig:
+    """A copy of ``cfg`` with dotted keys set; unknown keys fail like a typo in the file."""
+    data = config_to_dict(cfg)
+    for k, v in point.items():
+        set_dotted(data, k, v)
+    return config_from_dict(data, source=f"grid point {point}")
+
+
+@register_protocol("cv_grid")
+def cv_grid(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
+    split = base_split(cfg, ds)
+    if "test" not in split.parts:
+        raise ConfigError(f"cv_grid needs a test part; split has {split.parts}")
+    pool = [t for t, p in split.assignment.items() if p != "test"]
+    pool_ds = ds.subset(pool)
+    folds = kfold_splits(pool_ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist)
+    points = grid_points(cfg.protocol.grid)
+    for p in points:
+        with_values(cfg, p)  # every grid point is a valid config before anything trains
+    table = []
+    for gi, point in enumerate(points):
+        c = with_values(cfg, point)
+        scores = []
+        for fi, fold in enumerate(folds):
+            inner_fit, inner_valid = carve(ds, fold.ids("train"), c.split.valid_fraction, c.split.seed, c.split.group_by_artist)
+            held = data.subset(fold.ids("test"))
+            fitted = fit_model(c, data.subset(inner_fit), data.subset(inner_valid), fusion_part=None, windowing=windowing,
+                               log=lambda m: None)
+            track, _, _ = evaluate(fitted, held, c.eval.aggregate, c.eval.top_k)
+            scores.append(track["accuracy"])
+        table.append({"point": point, "cv_accuracy": float(np.mean(scores)), "cv_std": float(np.std(scores)),
+                      "folds": scores})
+        log(f"grid {gi + 1}/{len(points)} {point}: CV accuracy {np.mean(scores):.4f} +- {np.std(scores):.4f}")
+    best = max(table, key=lambda r: r["cv_accuracy"])
+    log(f"best grid point {best['point']} (CV accuracy {best['cv_accuracy']:.4f}); refitting on all training tracks")
+    c = with_values(cfg, best["point"])
+    valid = split.ids("valid") if "valid" in split.parts else None
+    ev = _train_and_test(c, ds, data, windowing, split, fit_part="train", valid_ids=valid, fusion_ids=None,
+                         name="refit", run_dir=run_dir, log=log)
+    ev.extra["grid"] = table
+    ev.extra["best"] = best["point"]
+    return [ev]

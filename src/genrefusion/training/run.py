@@ -1,0 +1,130 @@
+"""A training run, end to end: config -> data -> protocol -> run folder.
+
+The run folder holds ``config.yaml`` (what ran), ``split.csv`` (per evaluation), ``metrics.json``,
+``report.md`` with plots, ``predictions.csv`` (test tracks' probabilities), and ``bundle/`` (the
+first evaluation's model, self-describing). Checkpoints under ``checkpoints/`` let a killed run
+resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from genrefusion.bundle import save_bundle
+from genrefusion.config import RunConfig, config_to_dict, save_config
+from genrefusion.evaluation.metrics import mean_std
+from genrefusion.evaluation.report import plot_confusion, plot_history, write_confusion_csv, write_report
+from genrefusion.training.data import Windowing
+from genrefusion.training.fit import validate_config
+from genrefusion.training.prepare import check_inputs, load_track_data, open_run_dataset
+from genrefusion.training.protocols import get_protocol
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    metrics: dict
+
+
+def describe_model(cfg: RunConfig) -> str:
+    branches = "+".join(b.model for b in cfg.branches.values())
+    return branches + (f" [{cfg.fusion.strategy}/{cfg.fusion.mode}]" if cfg.fusion else "")
+
+
+def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None] = print,
+              on_extract_progress=None) -> RunSummary:
+    """Run ``cfg``'s protocol and write everything to ``run_dir``. All checks happen before training."""
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    validate_config(cfg)
+    check_inputs(cfg)
+    protocol = get_protocol(cfg.protocol.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    ds = open_run_dataset(cfg)
+    data, problems = load_track_data(cfg, ds, on_progress=on_extract_progress)
+    ds = ds.subset(data.ids)
+    windowing = Windowing.resolve(data, cfg.train.window_s, cfg.train.hop_s)
+    log(f"{ds.name}: {len(data)} tracks, {len(data.labels)} classes, inputs "
+        + ", ".join(f"{n} {d.example_shape(windowing.window_s)}" for n, d in data.inputs.items())
+        + f", windows of {windowing.window_s:.2f} s")
+    evaluations = protocol(cfg, ds, data, windowing, run_dir, log)
+    metrics = {
+        "name": cfg.name, "data": cfg.data.path, "protocol": cfg.protocol.name, "model": describe_model(cfg),
+        "labels": data.labels, "n_tracks": len(data),
+        "windowing": {"window_s": windowing.window_s, "hop_s": windowing.hop_s},
+        "summary": {"track": mean_std([e.track for e in evaluations]), "window": mean_std([e.window for e in evaluations])},
+        "evaluations": [{"name": e.name, "n_test": len(e.test_ids), "track": e.track, "window": e.window,
+                         "training": {k: {"best_epoch": r.best_epoch, "best_valid_accuracy": r.best_accuracy,
+                                          "epochs_run": len(r.history), "stopped_early": r.stopped_early,
+                                          "resumed_from": r.resumed_from, "seconds": r.seconds}
+                                      for k, r in e.fitted.training.items()}}
+                        for e in evaluations],
+        "seconds": time.perf_counter() - t0,
+    }
+    for key in ("grid", "best"):
+        if key in evaluations[0].extra:
+            metrics[key] = evaluations[0].extra[key]
+    first = evaluations[0]
+    cm = np.sum([e.track["confusion"] for e in evaluations], axis=0)
+    write_confusion_csv(cm.tolist(), data.labels, run_dir / "confusion.csv")
+    plots = {"confusion matrix (test tracks, all evaluations)": plot_confusion(
+        cm, data.labels, run_dir / "confusion.png", title=f"{cfg.name}: test tracks").name}
+    hist = plot_history({k: r.history for k, r in first.fitted.training.items()}, run_dir / "training.png")
+    if hist:
+        plots["training curves"] = hist.name
+    with open(run_dir / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["evaluation", "track_id", "genre", "predicted", *data.labels])
+        for e in evaluations:
+            for tid, p in zip(e.test_ids, e.test_proba):
+                w.writerow([e.name, tid, ds[tid].genre, data.labels[int(np.argmax(p))], *[f"{x:.5f}" for x in p]])
+    save_bundle(first.fitted, run_dir / "bundle", aggregate=cfg.eval.aggregate, config=config_to_dict(cfg),
+                card={"trained_on": cfg.data.path, "protocol": cfg.protocol.name,
+                      "test_accuracy": first.track["accuracy"], "evaluation": first.name})
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    write_report(run_dir, metrics, config_to_dict(cfg), problems=problems, plots=plots)
+    log(f"done in {metrics['seconds']:.1f} s: test accuracy {metrics['summary']['track']['accuracy']['mean']:.4f} "
+        f"-> {run_dir}")
+    return RunSummary(run_dir, metrics)
+
+
+def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: str | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Re-evaluate a run's bundle: on the run's own test tracks, or on every track of another dataset.
+
+    Writes ``evaluations/<name>/metrics.json`` and its confusion matrix; returns the metrics.
+    """
+    from genrefusion.bundle import load_bundle
+    from genrefusion.config import config_from_dict
+    from genrefusion.splits import Split
+    from genrefusion.training.protocols import evaluate
+
+    run_dir = Path(run_dir)
+    fitted, meta = load_bundle(run_dir / "bundle")
+    cfg = config_from_dict(meta["config"], source=str(run_dir / "bundle" / "bundle.json"))
+    if data is not None:
+        cfg.data.path, cfg.data.kind, cfg.data.exclude, cfg.data.genres = str(data), kind, [], []
+    ds = open_run_dataset(cfg)
+    if data is None:
+        split = Split.load(run_dir / "split.csv", ds)
+        ds = ds.subset(split.ids("test"))
+    td, problems = load_track_data(cfg, ds, labels=fitted.labels)
+    track, window, _ = evaluate(fitted, td, meta["aggregate"], cfg.eval.top_k)
+    name = "test" if data is None else (Path(data).stem or "data")
+    out = run_dir / "evaluations" / name
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"run": str(run_dir), "data": str(data or cfg.data.path), "n_tracks": len(td), "track": track,
+              "window": window, "problems": problems}
+    (out / "metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    write_confusion_csv(track["confusion"], fitted.labels, out / "confusion.csv")
+    plot_confusion(track["confusion"], fitted.labels, out / "confusion.png", title=f"{cfg.name} on {name}")
+    log(f"{len(td)} tracks: accuracy {track['accuracy']:.4f}, macro-F1 {track['macro_f1']:.4f} -> {out}")
+    return result
