@@ -37,7 +37,12 @@ class InputStage(nn.Module):
         self.layout, self.shape = layout, tuple(shape)
         self.resize = list(resize) if resize else None
         self.channels = channels
-        stat_shape = {"vector": shape, "waveform": (1, 1)}.get(layout, (shape[0], shape[1], 1))
+        if layout == "vector":
+            stat_shape = tuple(shape)
+        elif layout == "waveform":
+            stat_shape = (1, 1)
+        else:
+            stat_shape = (shape[0], shape[1], 1)
         self.register_buffer("mean", torch.zeros(stat_shape))
         self.register_buffer("std", torch.ones(stat_shape))
 

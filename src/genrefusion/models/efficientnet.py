@@ -28,7 +28,7 @@ def _round_channels(c: float, divisor: int = 8) -> int:
 class ConvBNAct(nn.Sequential):
     def __init__(self, c_in, c_out, k, stride=1, groups=1, act=True, act_layer=nn.SiLU):
         super().__init__(nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01), *( [act_layer(inplace=True)] if act else []))
+                         nn.BatchNorm2d(c_out, eps=1e-3), *( [act_layer(inplace=True)] if act else []))
 
 
 class SqueezeExcite(nn.Module):

@@ -101,7 +101,9 @@ class Windowing:
         """``window_s=None`` means whole tracks: the shortest track's duration, so every track fits one window."""
         timed = [d for d in data.inputs.values() if d.timed]
         if window_s is None:
-            shortest = min((min(d.seconds(i) for d in timed) for i in range(len(data))), default=1.0)
+            if not timed:  # only vectors and whole images: one "window" per track
+                return Windowing(1.0, None)
+            shortest = min(min(d.seconds(i) for d in timed) for i in range(len(data)))
             return Windowing(float(shortest), None)
         if window_s <= 0 or (hop_s is not None and hop_s <= 0):
             raise ConfigError(f"train.window_s and train.hop_s must be positive, got {window_s}, {hop_s}")

@@ -1,0 +1,106 @@
+"""One contract for every registered fusion strategy: shapes, save/load round trip, tiny overfit."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from genrefusion.errors import ModelError
+from genrefusion.fusion import FUSIONS, build_fusion
+
+N_CLASSES, N = 3, 30
+TWO = {"a": (8, N_CLASSES), "b": (6, N_CLASSES)}
+BRANCHES_FOR = {"early": {"a": (8, N_CLASSES)}}  # early fusion reads one branch over concatenated inputs
+
+
+def outputs(branches, seed=0, informative=("a", "b")):
+    """Branch outputs whose embeddings and logits carry the class (for the informative branches)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(N) % N_CLASSES
+    out = {}
+    for name, (dim, c) in branches.items():
+        emb = rng.normal(0, 1, (N, dim))
+        logits = rng.normal(0, 1, (N, c))
+        if name in informative:
+            emb[np.arange(N), y % dim] += 4.0
+            logits[np.arange(N), y] += 8.0
+        out[name] = {"embedding": torch.tensor(emb, dtype=torch.float32), "logits": torch.tensor(logits, dtype=torch.float32)}
+    return out, torch.from_numpy(y)
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_fusion_contract(name):
+    spec = FUSIONS[name]
+    branches = BRANCHES_FOR.get(name, TWO)
+    torch.manual_seed(0)
+    fusion = build_fusion(name, branches=branches, n_classes=N_CLASSES)
+    outs, y = outputs(branches)
+    if spec.kind == "decision":
+        as_np = {n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}
+        fusion.fit(as_np, y.numpy())
+        p = fusion.predict_proba(as_np)
+        assert p.shape == (N, N_CLASSES) and np.allclose(p.sum(1), 1.0)
+        assert (p.argmax(1) == y.numpy()).all()
+        clone = pickle.loads(pickle.dumps(fusion))
+        assert np.array_equal(clone.predict_proba(as_np), p)
+        return
+    out = fusion(outs)
+    assert out["logits"].shape == (N, N_CLASSES)
+    params = list(fusion.parameters())
+    if params:  # early fusion has nothing of its own to train
+        opt = torch.optim.Adam(params, lr=1e-2)
+        losses = []
+        for _ in range(200):
+            loss = torch.nn.functional.cross_entropy(fusion(outs)["logits"], y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.5 * losses[0]
+    fusion.eval()
+    with torch.no_grad():
+        logits = fusion(outs)["logits"]
+    assert (logits.argmax(1) == y).all()
+    buf = io.BytesIO()
+    torch.save(fusion.state_dict(), buf)
+    buf.seek(0)
+    clone = build_fusion(name, branches=branches, n_classes=N_CLASSES)
+    clone.load_state_dict(torch.load(buf, weights_only=True))
+    clone.eval()
+    with torch.no_grad():
+        assert torch.equal(clone(outs)["logits"], logits)
+
+
+def test_weighted_mean_trusts_the_informative_branch():
+    f = build_fusion("weighted_mean", branches=TWO, n_classes=N_CLASSES)
+    outs, y = outputs(TWO, informative=("a",))
+    f.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, y.numpy())
+    assert f.weights[0] > 0.8
+
+
+def test_gated_fusion_weights_are_a_distribution():
+    f = build_fusion("gated", branches=TWO, n_classes=N_CLASSES)
+    outs, _ = outputs(TWO)
+    w = f(outs)["weights"]
+    assert w.shape == (N, 2) and torch.allclose(w.sum(1), torch.ones(N))
+
+
+def test_hierarchical_drops_zero_variance_dimensions():
+    f = build_fusion("hierarchical", branches=TWO, n_classes=N_CLASSES)
+    outs, y = outputs(TWO)
+    outs["a"]["embedding"][:, 5:] = 1.0  # three constant dimensions
+    f.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, y.numpy())
+    assert f.n_kept == 8 + 6 - 3
+
+
+def test_bad_fusion_names_and_mismatched_classes_are_refused():
+    with pytest.raises(ModelError, match="did you mean 'gated'"):
+        build_fusion("gatd", branches=TWO, n_classes=3)
+    with pytest.raises(ModelError, match="predict"):
+        build_fusion("feature", branches={"a": (8, 4), "b": (6, 3)}, n_classes=3)
+    with pytest.raises(ModelError, match="one branch"):
+        build_fusion("early", branches=TWO, n_classes=3)

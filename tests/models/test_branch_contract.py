@@ -1,0 +1,131 @@
+"""One contract for every registered branch: output shapes, save/load round trip, tiny overfit."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from genrefusion.errors import ModelError
+from genrefusion.models import BRANCHES, build_branch
+
+N_CLASSES = 3
+SHAPES = {"matrix": (1, 24, 32), "vector": (12,), "waveform": (1, 2187)}
+MULTI_SHAPES = {"a": (1, 24, 32), "b": (1, 12, 32)}
+#: Small hyper-parameters so that the contract runs in seconds; every registered branch needs an entry.
+TINY = {
+    "mlp": {"width": 32, "depth": 2, "dropout": 0.0},
+    "cnn2d": {"channels": (8, 16), "dropout": 0.0},
+    "multispectral_late": {"channels": (8, 16), "dropout": 0.0},
+    "multispectral_early": {"channels": (8, 16), "height": 24, "dropout": 0.0},
+    "cnn_bigru": {"channels": (8, 16), "hidden": 16, "dropout": 0.0},
+    "dpa_cnn": {"channels": (8, 16), "dropout": 0.0},
+    "ecas_cnn": {"channels": (8, 16), "dropout": 0.0},
+    "resnet18": {"width": 8, "dropout": 0.0},
+    "efficientnet_b0": {"width_mult": 0.25, "depth_mult": 0.25, "dropout": 0.0, "drop_path": 0.0},
+    "waveform_cnn": {"channels": (8, 8, 16, 16, 16), "dropout": 0.0},
+    "logreg": {"C": 100.0},
+    "svm": {"C": 100.0},
+    "gbm": {"n_estimators": 30},
+}
+
+
+def synthetic(spec_input: str, multi: bool, n_per_class: int = 4, seed: int = 0):
+    """Examples whose class is written into the signal: a bright band, a spike or a tone."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(N_CLASSES), n_per_class)
+
+    def make(shape):
+        x = rng.normal(0, 0.3, (len(y), *shape)).astype(np.float32)
+        for i, c in enumerate(y):
+            if spec_input == "vector":
+                x[i, c] += 3.0
+            elif spec_input == "matrix":
+                band = shape[1] // N_CLASSES
+                x[i, :, c * band:(c + 1) * band, :] += 2.0
+            else:
+                t = np.arange(shape[-1])
+                x[i, 0] += np.sin(2 * np.pi * (0.02 + 0.08 * c) * t)
+        return torch.from_numpy(x)
+
+    x = {k: make(s) for k, s in MULTI_SHAPES.items()} if multi else make(SHAPES[spec_input])
+    return x, torch.from_numpy(y)
+
+
+def test_every_branch_has_tiny_arguments():
+    assert set(BRANCHES) <= set(TINY), f"add tiny arguments for {sorted(set(BRANCHES) - set(TINY))}"
+
+
+def _build(name):
+    spec = BRANCHES[name]
+    shape = MULTI_SHAPES if spec.multi_input else SHAPES[spec.input]
+    torch.manual_seed(0)
+    return build_branch(name, n_classes=N_CLASSES, in_shape=shape, **TINY[name]), spec
+
+
+@pytest.mark.parametrize("name", sorted(BRANCHES))
+def test_branch_contract(name):
+    model, spec = _build(name)
+    x, y = synthetic(spec.input, spec.multi_input)
+    if spec.family == "classical":
+        model.fit(x.numpy(), y.numpy())
+        out = model(x)
+        assert out["logits"].shape == (len(y), N_CLASSES) and out["embedding"].shape == (len(y), model.embedding_dim)
+        clone = pickle.loads(pickle.dumps(model))
+        assert torch.equal(clone(x)["logits"], out["logits"])
+        assert (out["logits"].argmax(1) == y).all(), "a classical branch must fit 12 separable examples"
+        return
+    out = model(x)
+    assert out["embedding"].shape == (len(y), model.embedding_dim)
+    assert out["logits"].shape == (len(y), N_CLASSES)
+
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    model.train()
+    for step in range(200):
+        loss = torch.nn.functional.cross_entropy(model(x)["logits"], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step >= 60 and loss.item() < 0.02:  # 60 steps at least: batch-norm running statistics settle
+            break
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x)["logits"].argmax(1) == y).float().mean().item()
+    assert losses[-1] < 0.5 * losses[0], f"loss did not fall: {losses[0]:.3f} -> {losses[-1]:.3f}"
+    assert acc == 1.0, f"training accuracy {acc:.2f} after {len(losses)} steps"
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    clone, _ = _build(name)
+    clone.load_state_dict(torch.load(buf, weights_only=True))
+    clone.eval()
+    with torch.no_grad():
+        a, b = model(x), clone(x)
+    assert torch.equal(a["logits"], b["logits"]) and torch.equal(a["embedding"], b["embedding"])
+
+
+def test_unknown_branch_and_argument_name_the_close_match():
+    with pytest.raises(ModelError, match="did you mean 'cnn2d'"):
+        build_branch("cnn2", n_classes=3, in_shape=(1, 8, 8))
+    with pytest.raises(ModelError, match="did you mean 'dropout'"):
+        build_branch("cnn2d", n_classes=3, in_shape=(1, 8, 8), dropuot=0.1)
+
+
+def test_wrong_input_rank_is_refused():
+    with pytest.raises(ModelError, match="rank 3"):
+        build_branch("cnn2d", n_classes=3, in_shape=(57,))
+
+
+def test_efficientnet_b0_and_resnet18_have_the_published_sizes():
+    b0 = build_branch("efficientnet_b0", n_classes=1000, in_shape=(3, 224, 224))
+    r18 = build_branch("resnet18", n_classes=1000, in_shape=(3, 224, 224))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert abs(count(b0) - 5_288_548) / 5_288_548 < 0.01  # torchvision's efficientnet_b0
+    assert count(r18) == 11_689_512  # torchvision's resnet18
+    assert b0.embedding_dim == 1280 and r18.embedding_dim == 512

@@ -1,0 +1,154 @@
+"""End-to-end runs on the synthetic dataset: every protocol, both fusion modes, bundles, bad configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genrefusion.bundle import load_bundle
+from genrefusion.errors import ConfigError, GenreFusionError, ModelError, SplitLeakError
+from genrefusion.training import protocols
+from genrefusion.training.fit import predict_windows
+from genrefusion.training.prepare import load_track_data, open_run_dataset
+from genrefusion.training.run import evaluate_run, train_run
+from tests.training.conftest import make_config
+
+
+def _split(run_dir):
+    with open(run_dir / "split.csv") as f:
+        return {r["track_id"]: r["part"] for r in csv.DictReader(f)}
+
+
+def _bundle_matches(cfg, run_dir, fitted_track_proba=None):
+    fitted, meta = load_bundle(run_dir / "bundle")
+    data, _ = load_track_data(cfg, open_run_dataset(cfg), labels=fitted.labels)
+    test = data.subset([t for t, p in _split(run_dir).items() if p == "test"])
+    p, _ = predict_windows(fitted.model, test, fitted.windowing)
+    return p, meta
+
+
+def test_joint_feature_fusion_run_writes_a_complete_run_folder(synth_gtzan, synth_store, tmp_path):
+    cfg = make_config(synth_gtzan, synth_store)
+    summary = train_run(cfg, tmp_path / "run", log=lambda m: None)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "split.csv", "metrics.json", "report.md", "confusion.csv", "confusion.png",
+                 "training.png", "predictions.csv", "bundle/bundle.json", "bundle/weights.pt"):
+        assert (run / name).is_file(), name
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["summary"]["track"]["accuracy"]["mean"] >= 0.8  # the synthetic classes are easy
+    assert set(_split(run).values()) == {"train", "valid", "test"}
+    meta = json.loads((run / "bundle" / "bundle.json").read_text())
+    assert meta["labels"] == ["blues", "classical", "metal"]
+    assert meta["inputs"]["mel"]["store_spec"]["params"]["n_mels"] == 32 and "torch" in meta["versions"]
+    # the bundle alone rebuilds the model: same test predictions as the run wrote
+    p, _ = _bundle_matches(cfg, run)
+    with open(run / "predictions.csv") as f:
+        written = {r["track_id"]: r["predicted"] for r in csv.DictReader(f)}
+    again = evaluate_run(run, log=lambda m: None)
+    assert again["track"]["accuracy"] == pytest.approx(summary.metrics["evaluations"][0]["track"]["accuracy"])
+    assert len(written) == again["n_tracks"]
+
+
+@pytest.mark.parametrize("strategy", ["stacking", "logit", "hierarchical"])
+def test_frozen_two_stage_never_shows_the_fusion_a_branch_track(synth_gtzan, synth_store, tmp_path, monkeypatch, strategy):
+    seen = {}
+    real = protocols.fit_model
+
+    def spy(cfg, train, valid, *, fusion_part=None, **kw):
+        seen.update(train=set(train.ids), valid=set(valid.ids), fusion=set(fusion_part.ids))
+        return real(cfg, train, valid, fusion_part=fusion_part, **kw)
+
+    monkeypatch.setattr(protocols, "fit_model", spy)
+    cfg = make_config(synth_gtzan, synth_store, fusion={"strategy": strategy, "mode": "frozen"},
+                      split={"fractions": {"branches": 0.4, "fusion": 0.4, "test": 0.2}},
+                      protocol={"name": "two_stage"})
+    cfg.branches["gbm"] = type(cfg.branches["mlp"])(model="logreg", inputs=["table"])
+    train_run(cfg, tmp_path / "run", log=lambda m: None)
+    split = _split(tmp_path / "run")
+    assert seen["fusion"] and not (seen["fusion"] & (seen["train"] | seen["valid"]))
+    assert seen["fusion"] == {t for t, p in split.items() if p == "fusion"}
+    assert not ({t for t, p in split.items() if p == "test"} & (seen["train"] | seen["valid"] | seen["fusion"]))
+    p, _ = _bundle_matches(cfg, tmp_path / "run")
+    assert np.allclose(p.sum(1), 1.0)
+
+
+def test_repeated_and_seeds_report_mean_and_std(synth_gtzan, synth_store, tmp_path):
+    cfg = make_config(synth_gtzan, synth_store, fusion=None, protocol={"name": "repeated", "repeats": 2},
+                      branches={"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}}},
+                      inputs={"table": {"feature": "table_row"}})
+    m = train_run(cfg, tmp_path / "run", log=lambda m: None).metrics
+    acc = m["summary"]["track"]["accuracy"]
+    assert len(acc["values"]) == 2 and acc["std"] >= 0
+    a, b = (_split(tmp_path / "run" / f"repeat0{i}") for i in range(2))
+    assert a != b  # different random splits
+
+
+def test_cv_grid_selects_on_training_folds_only(synth_gtzan, synth_store, tmp_path, monkeypatch):
+    cfg = make_config(synth_gtzan, synth_store, fusion=None,
+                      branches={"lr": {"model": "logreg", "inputs": ["table"]}}, inputs={"table": {"feature": "table_row"}},
+                      protocol={"name": "cv_grid", "folds": 2, "grid": {"branches.lr.args.C": [0.001, 10.0]}})
+    calls = []
+    real = protocols.evaluate
+
+    def spy(fitted, data, how, top_k):
+        calls.append(set(data.ids))
+        return real(fitted, data, how, top_k)
+
+    monkeypatch.setattr(protocols, "evaluate", spy)
+    m = train_run(cfg, tmp_path / "run", log=lambda m: None).metrics
+    assert len(m["grid"]) == 2
+    assert m["best"] == max(m["grid"], key=lambda r: r["cv_accuracy"])["point"]
+    final_test = {t for t, p in _split(tmp_path / "run").items() if p == "test"}
+    assert len(calls) == 2 * 2 + 1 and calls[-1] == final_test
+    assert all(not (c & final_test) for c in calls[:-1]), "grid search scored a test track"
+
+
+def test_bad_configs_fail_before_training(synth_gtzan, synth_store, tmp_path):
+    def run(**sections):
+        return train_run(make_config(synth_gtzan, synth_store, **sections), tmp_path / "r", log=lambda m: None)
+
+    with pytest.raises(ConfigError, match="unknown branch model 'cnn3d'"):
+        run(branches={"x": {"model": "cnn3d", "inputs": ["mel"]}}, fusion=None, inputs={"mel": {"feature": "log_mel"}})
+    with pytest.raises(ConfigError, match="unknown fusion strategy"):
+        run(fusion={"strategy": "magic"})
+    with pytest.raises(ConfigError, match="unknown feature 'log_mell'"):
+        run(inputs={"mel": {"feature": "log_mell"}, "table": {"feature": "table_row"}})
+    with pytest.raises(ConfigError, match="decision-level"):
+        run(fusion={"strategy": "mean", "mode": "joint"})
+    with pytest.raises(ConfigError, match="cannot train end to end"):
+        run(branches={"a": {"model": "cnn2d", "inputs": ["mel"]}, "b": {"model": "svm", "inputs": ["table"]}})
+    with pytest.raises(ModelError, match="takes matrix input, but its input"):
+        run(branches={"a": {"model": "cnn2d", "inputs": ["table"]}, "b": {"model": "mlp", "inputs": ["mel"]}})
+
+
+def test_a_class_missing_from_train_is_refused(synth_gtzan, synth_store, tmp_path):
+    split = tmp_path / "split.csv"
+    rows = ["track_id,part"] + [f"{g}.{i:05d},{'test' if g == 'metal' or i > 6 else 'train'}"
+                                for g in ("blues", "classical", "metal") for i in range(10)]
+    split.write_text("\n".join(rows) + "\n")
+    cfg = make_config(synth_gtzan, synth_store, split={"file": str(split)})
+    with pytest.raises(ConfigError, match=r"no track of class\(es\) \['metal'\]"):
+        train_run(cfg, tmp_path / "r", log=lambda m: None)
+
+
+def test_a_leaky_split_file_is_refused(synth_gtzan, synth_store, tmp_path):
+    split = tmp_path / "split.csv"
+    split.write_text("track_id,part\nblues.00000,train\nblues.00000,test\n")
+    cfg = make_config(synth_gtzan, synth_store, split={"file": str(split)})
+    with pytest.raises(SplitLeakError):
+        train_run(cfg, tmp_path / "r", log=lambda m: None)
+
+
+def test_evaluate_on_another_dataset_reports_unknown_genres(synth_gtzan, synth_store, tmp_path):
+    cfg = make_config(synth_gtzan, synth_store, fusion=None, branches={"mlp": {"model": "logreg", "inputs": ["table"]}},
+                      inputs={"table": {"feature": "table_row"}})
+    cfg.data.genres = ["blues", "metal"]
+    train_run(cfg, tmp_path / "run", log=lambda m: None)
+    res = evaluate_run(tmp_path / "run", data=synth_gtzan, log=lambda m: None)
+    assert res["n_tracks"] == 20 and "genres the model does not know" in res["problems"][0]
+    with pytest.raises(GenreFusionError):
+        evaluate_run(tmp_path / "nothing", log=lambda m: None)
