@@ -255,11 +255,13 @@ def models_list():
     from genrefusion.models import BRANCHES
 
     table = Table("branch", "input", "family", "description", "arguments", title="branches")
+    table.columns[0].no_wrap = True
     for spec in sorted(BRANCHES.values(), key=lambda s: (s.family, s.name)):
         table.add_row(spec.name, spec.input + (" (several)" if spec.multi_input else ""), spec.family, spec.description,
                       ", ".join(f"{k}={v}" for k, v in spec.params.items()))
     out.print(table)
     table = Table("fusion", "kind", "description", "arguments", title="fusion strategies")
+    table.columns[0].no_wrap = True
     for spec in sorted(FUSIONS.values(), key=lambda s: (s.kind, s.name)):
         table.add_row(spec.name, spec.kind, spec.description, ", ".join(f"{k}={v}" for k, v in spec.params.items()))
     out.print(table)
@@ -271,6 +273,7 @@ def recipes_list():
     from genrefusion.recipes import list_recipes
 
     table = Table("recipe", "description", "file")
+    table.columns[0].no_wrap = True
     for r in list_recipes():
         table.add_row(r.name, r.description, str(r.path))
     out.print(table)

@@ -134,11 +134,12 @@ class StackingFusion(DecisionFusion):
 def _hierarchical_classifier(name: str, C: float, seed: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
-    from sklearn.svm import SVC
+
+    from genrefusion.models.classical import calibrated_svc
 
     makers = {
         "logreg": lambda: LogisticRegression(C=C, max_iter=3000),
-        "svm": lambda: SVC(C=C, probability=True, random_state=seed),
+        "svm": lambda: calibrated_svc(C=C, seed=seed),
         "mlp": lambda: MLPClassifier((256,), alpha=1.0 / C, max_iter=500, early_stopping=False, random_state=seed),
     }
     if name not in makers:

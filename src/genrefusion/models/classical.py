@@ -63,6 +63,15 @@ class LogisticRegressionBranch(ClassicalBranch):
         return LogisticRegression(C=self.params["C"], max_iter=self.params["max_iter"])
 
 
+def calibrated_svc(*, C: float, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0):
+    """An SVC with Platt-scaled probabilities (scikit-learn's replacement for ``probability=True``)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+
+    return CalibratedClassifierCV(SVC(C=C, kernel=kernel, gamma=gamma, random_state=seed), method="sigmoid",
+                                  ensemble=False)
+
+
 @register_branch("svm", input="vector", family="classical")
 class SVMBranch(ClassicalBranch):
     """Support-vector machine (RBF kernel by default) with Platt-scaled probabilities."""
@@ -72,10 +81,8 @@ class SVMBranch(ClassicalBranch):
         super().__init__(n_classes=n_classes, in_shape=in_shape, C=C, kernel=kernel, gamma=gamma, seed=seed)
 
     def make_estimator(self):
-        from sklearn.svm import SVC
-
-        p = self.params
-        return SVC(C=p["C"], kernel=p["kernel"], gamma=p["gamma"], probability=True, random_state=p["seed"])
+        return calibrated_svc(C=self.params["C"], kernel=self.params["kernel"], gamma=self.params["gamma"],
+                              seed=self.params["seed"])
 
 
 @register_branch("gbm", input="vector", family="classical")

@@ -167,6 +167,7 @@ class Trainer:
             scheduler.step()
             row = {"epoch": epoch, "train_loss": total / max(count, 1), "lr": optimizer.param_groups[0]["lr"]}
             if valid is not None:
+                self.model.eval()
                 v = valid.evaluate(self.model)
                 row.update(valid_loss=v.loss, valid_accuracy=v.accuracy)
                 key = (v.accuracy, -v.loss)
