@@ -131,7 +131,7 @@ class StackingFusion(DecisionFusion):
         return out
 
 
-def _hierarchical_classifier(name: str, C: float, seed: int):
+def _hierarchical_classifier(name: str, C: float, seed: int, y: np.ndarray):
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
@@ -139,7 +139,7 @@ def _hierarchical_classifier(name: str, C: float, seed: int):
 
     makers = {
         "logreg": lambda: LogisticRegression(C=C, max_iter=3000),
-        "svm": lambda: calibrated_svc(C=C, seed=seed),
+        "svm": lambda: calibrated_svc(C=C, seed=seed, y=y),
         "mlp": lambda: MLPClassifier((256,), alpha=1.0 / C, max_iter=500, early_stopping=False, random_state=seed),
     }
     if name not in makers:
@@ -154,7 +154,7 @@ class HierarchicalFusion(DecisionFusion):
 
     def __init__(self, *, branches, n_classes: int, classifier: str = "logreg", C: float = 1.0, seed: int = 0):
         super().__init__(branches=branches, n_classes=n_classes)
-        _hierarchical_classifier(classifier, C, seed)  # fail on a bad name before any training
+        _hierarchical_classifier(classifier, C, seed, np.arange(2))  # fail on a bad name before any training
         self.classifier, self.C, self.seed, self.model = classifier, C, seed, None
 
     def _x(self, outputs):
@@ -166,7 +166,7 @@ class HierarchicalFusion(DecisionFusion):
         from sklearn.preprocessing import StandardScaler
 
         self.model = make_pipeline(VarianceThreshold(0.0), StandardScaler(),
-                                   _hierarchical_classifier(self.classifier, self.C, self.seed)).fit(self._x(outputs), y)
+                                   _hierarchical_classifier(self.classifier, self.C, self.seed, y)).fit(self._x(outputs), y)
         return self
 
     @property

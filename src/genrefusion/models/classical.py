@@ -24,7 +24,7 @@ class ClassicalBranch:
         self.embedding_dim = n_classes
         self.pipeline = None
 
-    def make_estimator(self):  # pragma: no cover - abstract
+    def make_estimator(self, y: np.ndarray):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> "ClassicalBranch":
@@ -34,7 +34,7 @@ class ClassicalBranch:
         missing = sorted(set(range(self.n_classes)) - set(np.unique(y).tolist()))
         if missing:
             raise ModelError(f"{self.branch_name}: classes {missing} have no training example")
-        self.pipeline = make_pipeline(StandardScaler(), self.make_estimator()).fit(np.asarray(x, np.float64), y)
+        self.pipeline = make_pipeline(StandardScaler(), self.make_estimator(y)).fit(np.asarray(x, np.float64), y)
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -57,19 +57,22 @@ class LogisticRegressionBranch(ClassicalBranch):
     def __init__(self, *, n_classes: int, in_shape, C: float = 1.0, max_iter: int = 2000):
         super().__init__(n_classes=n_classes, in_shape=in_shape, C=C, max_iter=max_iter)
 
-    def make_estimator(self):
+    def make_estimator(self, y):
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(C=self.params["C"], max_iter=self.params["max_iter"])
 
 
-def calibrated_svc(*, C: float, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0):
-    """An SVC with Platt-scaled probabilities (scikit-learn's replacement for ``probability=True``)."""
+def calibrated_svc(*, C: float, y: np.ndarray, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0):
+    """An SVC with Platt-scaled probabilities (scikit-learn's replacement for ``probability=True``),
+    calibrated by up to 5-fold cross-validation (fewer folds where a class has fewer examples)."""
     from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import SVC
 
+    folds = int(max(2, min(5, np.bincount(np.asarray(y))[np.unique(y)].min())))
     return CalibratedClassifierCV(SVC(C=C, kernel=kernel, gamma=gamma, random_state=seed), method="sigmoid",
-                                  ensemble=False)
+                                  ensemble=False, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
 
 
 @register_branch("svm", input="vector", family="classical")
@@ -80,9 +83,9 @@ class SVMBranch(ClassicalBranch):
                  seed: int = 0):
         super().__init__(n_classes=n_classes, in_shape=in_shape, C=C, kernel=kernel, gamma=gamma, seed=seed)
 
-    def make_estimator(self):
+    def make_estimator(self, y):
         return calibrated_svc(C=self.params["C"], kernel=self.params["kernel"], gamma=self.params["gamma"],
-                              seed=self.params["seed"])
+                              seed=self.params["seed"], y=y)
 
 
 @register_branch("gbm", input="vector", family="classical")
@@ -98,7 +101,7 @@ class GradientBoostingBranch(ClassicalBranch):
         if backend not in ("auto", "xgboost", "sklearn"):
             raise ModelError(f"gbm: backend must be auto, xgboost or sklearn, got {backend!r}")
 
-    def make_estimator(self):
+    def make_estimator(self, y):
         p = self.params
         backend = p["backend"]
         if backend in ("auto", "xgboost"):
