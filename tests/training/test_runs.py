@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from genrefusion.bundle import load_bundle
+from genrefusion.evaluation.metrics import aggregate
 from genrefusion.errors import ConfigError, GenreFusionError, ModelError, SplitLeakError
 from genrefusion.training import protocols
 from genrefusion.training.fit import predict_windows
@@ -23,11 +24,17 @@ def _split(run_dir):
         return {r["track_id"]: r["part"] for r in csv.DictReader(f)}
 
 
-def _bundle_matches(cfg, run_dir, fitted_track_proba=None):
+def _bundle_matches(cfg, run_dir):
+    """The bundle alone, reloaded, reproduces the test probabilities the run wrote."""
     fitted, meta = load_bundle(run_dir / "bundle")
     data, _ = load_track_data(cfg, open_run_dataset(cfg), labels=fitted.labels)
     test = data.subset([t for t, p in _split(run_dir).items() if p == "test"])
-    p, _ = predict_windows(fitted.model, test, fitted.windowing)
+    p, idx = predict_windows(fitted.model, test, fitted.windowing)
+    tracks = aggregate(p, idx, len(test), meta["aggregate"])
+    with open(run_dir / "predictions.csv") as f:
+        written = {r["track_id"]: [float(r[g]) for g in fitted.labels] for r in csv.DictReader(f)}
+    assert set(written) == set(test.ids)
+    assert np.allclose(tracks, [written[t] for t in test.ids], atol=1e-5)
     return p, meta
 
 
@@ -44,13 +51,9 @@ def test_joint_feature_fusion_run_writes_a_complete_run_folder(synth_gtzan, synt
     meta = json.loads((run / "bundle" / "bundle.json").read_text())
     assert meta["labels"] == ["blues", "classical", "metal"]
     assert meta["inputs"]["mel"]["store_spec"]["params"]["n_mels"] == 32 and "torch" in meta["versions"]
-    # the bundle alone rebuilds the model: same test predictions as the run wrote
-    p, _ = _bundle_matches(cfg, run)
-    with open(run / "predictions.csv") as f:
-        written = {r["track_id"]: r["predicted"] for r in csv.DictReader(f)}
+    _bundle_matches(cfg, run)
     again = evaluate_run(run, log=lambda m: None)
     assert again["track"]["accuracy"] == pytest.approx(summary.metrics["evaluations"][0]["track"]["accuracy"])
-    assert len(written) == again["n_tracks"]
 
 
 @pytest.mark.parametrize("strategy", ["stacking", "logit", "hierarchical"])
@@ -107,6 +110,17 @@ def test_cv_grid_selects_on_training_folds_only(synth_gtzan, synth_store, tmp_pa
     assert all(not (c & final_test) for c in calls[:-1]), "grid search scored a test track"
 
 
+def test_gated_joint_with_hyper_dynamic_schedule_and_augmentation(synth_gtzan, synth_store, tmp_path):
+    cfg = make_config(synth_gtzan, synth_store, fusion={"strategy": "gated", "mode": "joint"},
+                      train={"epochs": 3, "window_s": 1.0, "windows_per_track": 2, "batch_size": 16,
+                             "hyper_dynamic": {"enabled": True},
+                             "augment": {"gain_db": 3.0, "time_masks": 1, "freq_masks": 1, "mixup_alpha": 0.2}},
+                      eval={"aggregate": "vote"})
+    m = train_run(cfg, tmp_path / "run", log=lambda m: None).metrics
+    assert m["evaluations"][0]["training"]["joint"]["epochs_run"] == 3
+    _bundle_matches(cfg, tmp_path / "run")
+
+
 def test_bad_configs_fail_before_training(synth_gtzan, synth_store, tmp_path):
     def run(**sections):
         return train_run(make_config(synth_gtzan, synth_store, **sections), tmp_path / "r", log=lambda m: None)
@@ -121,8 +135,10 @@ def test_bad_configs_fail_before_training(synth_gtzan, synth_store, tmp_path):
         run(fusion={"strategy": "mean", "mode": "joint"})
     with pytest.raises(ConfigError, match="cannot train end to end"):
         run(branches={"a": {"model": "cnn2d", "inputs": ["mel"]}, "b": {"model": "svm", "inputs": ["table"]}})
-    with pytest.raises(ModelError, match="takes matrix input, but its input"):
+    with pytest.raises(ConfigError, match=r"'cnn2d' takes matrix input, but \['table'\] is vector"):
         run(branches={"a": {"model": "cnn2d", "inputs": ["table"]}, "b": {"model": "mlp", "inputs": ["mel"]}})
+    with pytest.raises(ConfigError, match="mixes inputs of different kinds"):
+        run(branches={"a": {"model": "mlp", "inputs": ["table", "mel"]}}, fusion=None)
 
 
 def test_a_class_missing_from_train_is_refused(synth_gtzan, synth_store, tmp_path):

@@ -94,3 +94,19 @@ def test_hyper_dynamic_graduates_good_classes_and_boosts_struggling_ones(tmp_pat
     t = _trainer(Net(), tmp_path, cfg)
     t._update_boost(np.array([0.95, 0.45, 0.0]))
     assert t.boost[0] == 0.5 and t.boost[1] == pytest.approx(1.5) and t.boost[2] == pytest.approx(2.0)
+
+
+def test_augmentation_is_seeded_and_changes_spectrograms():
+    from genrefusion.config import AugmentConfig
+    from genrefusion.training.augment import augment, mixup
+
+    x = {"mel": torch.randn(4, 1, 16, 20), "table": torch.randn(4, 6)}
+    cfg = AugmentConfig(gain_db=3.0, time_masks=2, freq_masks=1, mask_fraction=0.3)
+    kw = dict(layouts={"mel": "frames", "table": "vector"}, features={"mel": "log_mel", "table": "table_row"}, cfg=cfg)
+    a = augment(x, rng=np.random.default_rng(1), **kw)
+    b = augment(x, rng=np.random.default_rng(1), **kw)
+    c = augment(x, rng=np.random.default_rng(2), **kw)
+    assert torch.equal(a["mel"], b["mel"]) and not torch.equal(a["mel"], c["mel"])
+    assert not torch.equal(a["mel"], x["mel"]) and torch.equal(a["table"], x["table"])
+    m1, perm, lam = mixup(x, 0.4, np.random.default_rng(3))
+    assert torch.allclose(m1["table"], lam * x["table"] + (1 - lam) * x["table"][perm])

@@ -24,7 +24,7 @@ import torch
 from genrefusion.config import RunConfig, TrainConfig
 from genrefusion.errors import ConfigError, ModelError
 from genrefusion.evaluation.metrics import aggregate
-from genrefusion.fusion.model import FrozenFusion, FusionModel
+from genrefusion.fusion.model import LAYOUT_INPUT, FrozenFusion, FusionModel
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.registry import build_branch, get_branch
 from genrefusion.training.data import TrackData, Windowing, batches
@@ -138,6 +138,7 @@ def validate_config(cfg: RunConfig) -> None:
             check_args(b.model, spec.params, b.args, "branch")
         except ModelError as err:
             raise ConfigError(f"branches.{name}: {err}") from None
+        _check_layouts(cfg, name, spec)
     if cfg.fusion is None:
         if len(cfg.branches) != 1:
             raise ConfigError(f"{len(cfg.branches)} branches but no fusion: add a 'fusion' section")
@@ -157,6 +158,20 @@ def validate_config(cfg: RunConfig) -> None:
         classical = [n for n, b in cfg.branches.items() if get_branch(b.model).family != "neural"]
         if classical:
             raise ConfigError(f"classical branches {classical} cannot train end to end: use fusion.mode: frozen")
+
+
+def _check_layouts(cfg: RunConfig, name: str, spec) -> None:
+    """A branch's inputs must be of the kind it reads (known from the feature registry, before extraction)."""
+    from genrefusion.features.registry import FEATURES
+
+    layouts = {i: FEATURES[cfg.inputs[i].feature].layout for i in cfg.branches[name].inputs
+               if i in cfg.inputs and cfg.inputs[i].feature in FEATURES}
+    kinds = {LAYOUT_INPUT[v] for v in layouts.values()}
+    if len(kinds) > 1:
+        raise ConfigError(f"branches.{name} mixes inputs of different kinds {layouts}; early fusion joins one kind")
+    if kinds and kinds != {spec.input}:
+        raise ConfigError(f"branches.{name}: {spec.name!r} takes {spec.input} input, but {sorted(layouts)} "
+                          f"{'is' if len(layouts) == 1 else 'are'} {kinds.pop()} ({', '.join(sorted(set(layouts.values())))})")
 
 
 def _model_inputs(meta: dict, names) -> dict:
