@@ -8,7 +8,6 @@ settings. Bump ``version`` when a function's output changes for the same paramet
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -16,6 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from genrefusion.errors import FeatureError
+from genrefusion.registries import first_doc_line, keyword_defaults, lookup
 
 INPUTS = ("audio", "image", "table")
 #: How a feature's array is laid out, which says how models window it in time:
@@ -78,22 +78,15 @@ def register_feature(name: str, *, input: str, shape: str, version: int = 1, def
     def wrap(fn):
         if name in FEATURES:
             raise FeatureError(f"feature {name!r} registered twice")
-        sig = inspect.signature(fn)
-        params = {p.name: p.default for p in sig.parameters.values()
-                  if p.kind is p.KEYWORD_ONLY and p.name != "sr" and p.default is not p.empty}
-        doc = (fn.__doc__ or "").strip().splitlines()
-        FEATURES[name] = FeatureSpec(name, fn, input, shape, doc[0] if doc else "", version, default, names, params,
-                                     layout)
+        params = keyword_defaults(fn, exclude=("sr",))
+        FEATURES[name] = FeatureSpec(name, fn, input, shape, first_doc_line(fn), version, default, names, params, layout)
         return fn
 
     return wrap
 
 
 def get_feature(name: str) -> FeatureSpec:
-    try:
-        return FEATURES[name]
-    except KeyError:
-        raise FeatureError(f"unknown feature {name!r}; known: {', '.join(sorted(FEATURES))}") from None
+    return lookup(FEATURES, name, "feature", FeatureError)
 
 
 def default_features(input: str) -> list[str]:

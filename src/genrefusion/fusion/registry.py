@@ -11,12 +11,11 @@ Every strategy takes a dict of branch outputs, ``{branch: {"embedding": (N, D_b)
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from genrefusion.errors import ModelError
+from genrefusion.registries import check_args, first_doc_line, keyword_defaults, lookup
 
 KINDS = ("neural", "decision")
 
@@ -41,11 +40,8 @@ def register_fusion(name: str, *, kind: str):
     def wrap(cls):
         if name in FUSIONS:
             raise ModelError(f"fusion strategy {name!r} registered twice")
-        sig = inspect.signature(cls.__init__)
-        params = {p.name: p.default for p in sig.parameters.values()
-                  if p.kind is p.KEYWORD_ONLY and p.name not in ("branches", "n_classes") and p.default is not p.empty}
-        doc = (cls.__doc__ or "").strip().splitlines()
-        FUSIONS[name] = FusionSpec(name, cls, kind, doc[0] if doc else "", params)
+        params = keyword_defaults(cls.__init__, exclude=("branches", "n_classes"))
+        FUSIONS[name] = FusionSpec(name, cls, kind, first_doc_line(cls), params)
         cls.fusion_name = name
         return cls
 
@@ -53,20 +49,13 @@ def register_fusion(name: str, *, kind: str):
 
 
 def get_fusion(name: str) -> FusionSpec:
-    try:
-        return FUSIONS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, FUSIONS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ModelError(f"unknown fusion strategy {name!r}{hint}; known: {', '.join(sorted(FUSIONS))}") from None
+    return lookup(FUSIONS, name, "fusion strategy", ModelError)
 
 
 def build_fusion(name: str, *, branches: Mapping[str, tuple[int, int]], n_classes: int, **args):
     """Instantiate a strategy for branches ``{name: (embedding_dim, n_classes)}``."""
-    from genrefusion.models.registry import check_args
-
     spec = get_fusion(name)
-    check_args(name, spec.params, args, "fusion strategy")
+    check_args(name, spec.params, args, "fusion strategy", ModelError)
     if not branches:
         raise ModelError(f"fusion strategy {name!r} needs at least one branch")
     wrong = {b: c for b, (_, c) in branches.items() if c != n_classes}

@@ -12,12 +12,11 @@ follow scikit-learn's ``fit``/``predict_proba`` on vectors (see :mod:`genrefusio
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from genrefusion.errors import ModelError
+from genrefusion.registries import check_args, first_doc_line, keyword_defaults, lookup
 
 #: What an input looks like to a branch, by its number of per-example dimensions.
 INPUT_RANKS = {"vector": 1, "waveform": 2, "matrix": 3}
@@ -45,11 +44,8 @@ def register_branch(name: str, *, input: str, family: str = "neural", multi_inpu
     def wrap(cls):
         if name in BRANCHES:
             raise ModelError(f"branch {name!r} registered twice")
-        sig = inspect.signature(cls.__init__)
-        params = {p.name: p.default for p in sig.parameters.values()
-                  if p.kind is p.KEYWORD_ONLY and p.name not in ("n_classes", "in_shape") and p.default is not p.empty}
-        doc = (cls.__doc__ or "").strip().splitlines()
-        BRANCHES[name] = BranchSpec(name, cls, input, family, multi_input, doc[0] if doc else "", params)
+        params = keyword_defaults(cls.__init__, exclude=("n_classes", "in_shape"))
+        BRANCHES[name] = BranchSpec(name, cls, input, family, multi_input, first_doc_line(cls), params)
         cls.branch_name = name
         return cls
 
@@ -57,27 +53,13 @@ def register_branch(name: str, *, input: str, family: str = "neural", multi_inpu
 
 
 def get_branch(name: str) -> BranchSpec:
-    try:
-        return BRANCHES[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, BRANCHES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ModelError(f"unknown branch model {name!r}{hint}; known: {', '.join(sorted(BRANCHES))}") from None
-
-
-def check_args(spec_name: str, params: Mapping[str, Any], args: Mapping[str, Any], what: str) -> None:
-    """Refuse keyword arguments a registered thing does not take, naming the close match."""
-    unknown = sorted(set(args) - set(params))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], params, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ModelError(f"{what} {spec_name!r} has no argument {unknown[0]!r}{hint}; it takes {sorted(params)}")
+    return lookup(BRANCHES, name, "branch model", ModelError)
 
 
 def build_branch(name: str, *, n_classes: int, in_shape, **args):
     """Instantiate a registered branch, checking its arguments and its input's rank first."""
     spec = get_branch(name)
-    check_args(name, spec.params, args, "branch")
+    check_args(name, spec.params, args, "branch", ModelError)
     shapes = in_shape.values() if isinstance(in_shape, Mapping) else [in_shape]
     if spec.multi_input != isinstance(in_shape, Mapping):
         raise ModelError(f"branch {name!r} takes {'several named inputs' if spec.multi_input else 'one input'}")

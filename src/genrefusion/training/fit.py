@@ -27,6 +27,7 @@ from genrefusion.evaluation.metrics import aggregate
 from genrefusion.fusion.model import LAYOUT_INPUT, FrozenFusion, FusionModel
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.registry import build_branch, get_branch
+from genrefusion.registries import check_args
 from genrefusion.training.data import TrackData, Windowing, batches
 from genrefusion.training.trainer import Trainer, TrainResult, Validation
 
@@ -132,10 +133,8 @@ def validate_config(cfg: RunConfig) -> None:
             spec = get_branch(b.model)
         except ModelError as err:
             raise ConfigError(f"branches.{name}: {err}") from None
-        from genrefusion.models.registry import check_args
-
         try:
-            check_args(b.model, spec.params, b.args, "branch")
+            check_args(b.model, spec.params, b.args, "branch", ModelError)
         except ModelError as err:
             raise ConfigError(f"branches.{name}: {err}") from None
         _check_layouts(cfg, name, spec)
@@ -147,9 +146,7 @@ def validate_config(cfg: RunConfig) -> None:
         raise ConfigError(f"fusion.mode must be one of {MODES}, got {cfg.fusion.mode!r}")
     try:
         fspec = get_fusion(cfg.fusion.strategy)
-        from genrefusion.models.registry import check_args
-
-        check_args(cfg.fusion.strategy, fspec.params, cfg.fusion.args, "fusion strategy")
+        check_args(cfg.fusion.strategy, fspec.params, cfg.fusion.args, "fusion strategy", ModelError)
     except ModelError as err:
         raise ConfigError(f"fusion: {err}") from None
     if cfg.fusion.mode == "joint":
