@@ -105,7 +105,8 @@ def write_report(run_dir: Path, metrics: dict, config: dict, *, problems: list[s
            else f"file `{config['split']['file']}`" if config["split"].get("file")
            else f"stratified {config['split']['fractions']} seed {config['split']['seed']}"),
         f"- evaluations: {len(metrics['evaluations'])} ({', '.join(e['name'] for e in metrics['evaluations'])})",
-        f"- windows: {metrics['windowing']['window_s']:.2f} s, aggregated to tracks by {config['eval']['aggregate']}",
+        (f"- windows: {metrics['windowing']['window_s']:.2f} s, aggregated to tracks by {config['eval']['aggregate']}"
+         if metrics["windowing"].get("timed", True) else "- whole tracks (no time windows)"),
         f"- branches: " + ", ".join(f"{n} = {b['model']}({', '.join(b['inputs'])})" for n, b in config["branches"].items()),
         f"- fusion: " + (f"{config['fusion']['strategy']} ({config['fusion']['mode']})" if config.get("fusion") else "none"),
         f"- wall time: {metrics['seconds']:.1f} s",
@@ -115,6 +116,15 @@ def write_report(run_dir: Path, metrics: dict, config: dict, *, problems: list[s
     lines += ["", "## Test results", "", "| level | accuracy | balanced accuracy | macro-F1 |", "|---|---|---|---|",
               f"| track | {summary_line(t)} | {summary_line(t, 'balanced_accuracy')} | {summary_line(t, 'macro_f1')} |",
               f"| window | {summary_line(w)} | {summary_line(w, 'balanced_accuracy')} | {summary_line(w, 'macro_f1')} |", ""]
+    branches = metrics["summary"].get("branches") or {}
+    if branches:
+        lines += ["Each branch alone on the same test tracks, beside the fusion:", "",
+                  "| model | accuracy | balanced accuracy | macro-F1 |", "|---|---|---|---|"]
+        for name, b in branches.items():
+            model = config["branches"][name]["model"]
+            lines.append(f"| {name} ({model}) | {summary_line(b)} | {summary_line(b, 'balanced_accuracy')} | "
+                         f"{summary_line(b, 'macro_f1')} |")
+        lines += [f"| **fused** | {summary_line(t)} | {summary_line(t, 'balanced_accuracy')} | {summary_line(t, 'macro_f1')} |", ""]
     first = metrics["evaluations"][0]["track"]
     lines += [f"Per class ({metrics['evaluations'][0]['name']}, tracks):", "",
               "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]

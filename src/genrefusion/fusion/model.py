@@ -171,9 +171,18 @@ class FusionModel(nn.Module):
         return {**fused, "branches": outs}
 
     @torch.no_grad()
-    def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
+    def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Fused ``(N, C)`` probabilities and each branch's own, from one forward pass."""
         self.eval()
-        return torch.softmax(self(x)["logits"], dim=1).double().numpy()
+        out = self(x)
+        return _softmax(out["logits"]), {n: _softmax(o["logits"]) for n, o in out["branches"].items()}
+
+    def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
+        return self.predict(x)[0]
+
+
+def _softmax(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.double(), dim=1).numpy()
 
 
 class FrozenFusion:
@@ -200,11 +209,16 @@ class FrozenFusion:
         return out
 
     @torch.no_grad()
-    def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
+    def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Fused ``(N, C)`` probabilities and each branch's own."""
         outs = self.branch_outputs(x)
+        alone = {n: _softmax(o["logits"]) for n, o in outs.items()}
         if self.fusion is None:  # a single branch decides
-            return torch.softmax(next(iter(outs.values()))["logits"].double(), dim=1).numpy()
+            return next(iter(alone.values())), alone
         if isinstance(self.fusion, nn.Module):
             self.fusion.eval()
-            return torch.softmax(self.fusion(outs)["logits"], dim=1).double().numpy()
-        return self.fusion.predict_proba({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()})
+            return _softmax(self.fusion(outs)["logits"]), alone
+        return self.fusion.predict_proba({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}), alone
+
+    def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
+        return self.predict(x)[0]

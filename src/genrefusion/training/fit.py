@@ -53,11 +53,19 @@ def input_meta(cfg: RunConfig, data: TrackData, windowing: Windowing) -> dict[st
                 "store_spec": d.spec} for n, d in data.inputs.items()}
 
 
-def predict_windows(model, data: TrackData, windowing: Windowing, *, windows=None):
-    """``(n_windows, C)`` probabilities and each window's track index."""
+def predict_windows(model, data: TrackData, windowing: Windowing, *, windows=None, branches: bool = False):
+    """``(n_windows, C)`` probabilities and each window's track index; with ``branches``, also each
+    branch's own ``{name: (n_windows, C)}`` probabilities."""
     windows = windows if windows is not None else windowing.eval_windows(data)
-    probs = [model.predict_proba(x) for x, _, _ in batches(data, windows, windowing.window_s, EVAL_BATCH)]
-    return np.concatenate(probs), np.array([i for i, _ in windows])
+    fused, alone = [], []
+    for x, _, _ in batches(data, windows, windowing.window_s, EVAL_BATCH):
+        p, b = model.predict(x)
+        fused.append(p)
+        alone.append(b)
+    idx = np.array([i for i, _ in windows])
+    if not branches:
+        return np.concatenate(fused), idx
+    return np.concatenate(fused), idx, {n: np.concatenate([b[n] for b in alone]) for n in alone[0]}
 
 
 def predict_tracks(model, data: TrackData, windowing: Windowing, how: str = "mean") -> np.ndarray:

@@ -84,11 +84,20 @@ def carve(ds: Dataset, ids: list[str], fraction: float, seed: int, group_by_arti
 
 
 def evaluate(fitted: Fitted, data: TrackData, how: str, top_k: int) -> tuple[dict, dict, np.ndarray]:
-    """Track-level and window-level metrics on ``data``; also the track probabilities."""
-    p, idx = predict_windows(fitted.model, data, fitted.windowing)
+    """Track-level and window-level metrics on ``data``, and the track probabilities.
+
+    Where several branches are fused, the track metrics also hold each branch alone
+    (``track["branches"][name]``), measured on the same windows and tracks.
+    """
+    p, idx, alone = predict_windows(fitted.model, data, fitted.windowing, branches=True)
     tp = aggregate(p, idx, len(data), how)
-    return (classification_metrics(data.y, tp, data.labels, top_k=top_k),
-            classification_metrics(data.y[idx], p, data.labels, top_k=top_k), tp)
+    track = classification_metrics(data.y, tp, data.labels, top_k=top_k)
+    if len(alone) > 1:
+        track["branches"] = {}
+        for name, bp in alone.items():
+            m = classification_metrics(data.y, aggregate(bp, idx, len(data), how), data.labels, top_k=top_k)
+            track["branches"][name] = {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+    return track, classification_metrics(data.y[idx], p, data.labels, top_k=top_k), tp
 
 
 def _check_windows(split: Split, ds: Dataset, parts: dict[str, TrackData], windowing: Windowing) -> None:

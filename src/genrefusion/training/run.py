@@ -59,8 +59,11 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
     metrics = {
         "name": cfg.name, "data": cfg.data.path, "protocol": cfg.protocol.name, "model": describe_model(cfg),
         "labels": data.labels, "n_tracks": len(data),
-        "windowing": {"window_s": windowing.window_s, "hop_s": windowing.hop_s},
-        "summary": {"track": mean_std([e.track for e in evaluations]), "window": mean_std([e.window for e in evaluations])},
+        "windowing": {"window_s": windowing.window_s, "hop_s": windowing.hop_s,
+                      "timed": any(d.timed for d in data.inputs.values())},
+        "summary": {"track": mean_std([e.track for e in evaluations]), "window": mean_std([e.window for e in evaluations]),
+                    "branches": {b: mean_std([e.track["branches"][b] for e in evaluations])
+                                 for b in evaluations[0].track.get("branches", {})}},
         "evaluations": [{"name": e.name, "n_test": len(e.test_ids), "track": e.track, "window": e.window,
                          "training": {k: {"best_epoch": r.best_epoch, "best_valid_accuracy": r.best_accuracy,
                                           "epochs_run": len(r.history), "stopped_early": r.stopped_early,
