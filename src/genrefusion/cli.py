@@ -294,10 +294,29 @@ def train_cmd(config: str = typer.Argument(..., help="Run config (YAML or TOML),
     from genrefusion.recipes import resolve_config
     from genrefusion.training.run import train_run
 
+    from genrefusion.training.trainer import epoch_progress
+
     cfg = load_config(resolve_config(config), sets)
     run_dir = run_dir or Path("runs") / cfg.name
-    with _progress("extracting features") as update:
-        summary = train_run(cfg, run_dir, log=_log, on_extract_progress=update)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=err, disable=not err.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def on_extract(done, total):
+        tasks.setdefault("extract", bar.add_task("extracting features", total=total))
+        bar.update(tasks["extract"], completed=done, total=total)
+
+    def on_epoch(stage, done, total):
+        if stage not in tasks or bar.tasks[tasks[stage]].finished:  # a new stage, or the next seed/repeat
+            tasks[stage] = bar.add_task(f"training {stage}", total=total)
+        bar.update(tasks[stage], completed=done)
+
+    token = epoch_progress.set(on_epoch)
+    try:
+        with bar:
+            summary = train_run(cfg, run_dir, log=_log, on_extract_progress=on_extract)
+    finally:
+        epoch_progress.reset(token)
     t = summary.metrics["summary"]["track"]
     out.print(f"{cfg.name}: test accuracy {t['accuracy']['mean']:.4f}"
               + (f" ± {t['accuracy']['std']:.4f} over {len(t['accuracy']['values'])}" if len(t['accuracy']['values']) > 1 else "")

@@ -193,7 +193,7 @@ def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: T
                                    "window": dataclasses.astuple(windowing)},
                       layouts={n: d.layout for n, d in train.inputs.items()},
                       features={n: d.feature for n, d in train.inputs.items()},
-                      log=lambda m: log(f"[{tag}] {m}"))
+                      log=lambda m: log(f"[{tag}] {m}"), name=tag)
     valid_src = WindowValidation(valid, windowing, cfg.eval.aggregate) if valid is not None and len(valid) else None
     return trainer.fit(WindowSource(train, windowing, cfg.train), valid_src)
 
@@ -289,7 +289,7 @@ def _train_head(head, cfg: RunConfig, outs, idx, part: TrackData, checkpoint_dir
                       checkpoint_dir=checkpoint_dir / "fusion" if checkpoint_dir else None,
                       fingerprint={"fusion": cfg.fusion.strategy, "args": cfg.fusion.args, "train": dataclasses.asdict(head_cfg),
                                    "ids": part.ids},
-                      log=lambda m: log(f"[fusion] {m}"))
+                      log=lambda m: log(f"[fusion] {m}"), name="fusion")
     valid = OutputValidation(sel(val_w), np.array([remap[t] for t in idx[val_w]]), part.y[val_tracks],
                              len(part.labels), cfg.eval.aggregate) if hold.any() else None
     return trainer.fit(OutputSource(sel(fit_w), part.y[idx][fit_w], cfg.train.batch_size), valid)

@@ -9,6 +9,7 @@ state, so an interrupted run that resumes ends with the same weights as one that
 from __future__ import annotations
 
 import copy
+import contextvars
 import hashlib
 import json
 import math
@@ -27,6 +28,10 @@ from genrefusion.config import TrainConfig
 from genrefusion.training.augment import augment, mixup
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
+
+#: Set by a front end (the CLI's progress bars) to hear ``(stage, epochs_done, epochs_total)`` after each epoch.
+epoch_progress: contextvars.ContextVar[Callable[[str, int, int], None] | None] = contextvars.ContextVar(
+    "epoch_progress", default=None)
 
 
 class TrainSource(Protocol):
@@ -81,7 +86,7 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, *, n_classes: int, y_train: np.ndarray,
                  checkpoint_dir: str | Path | None = None, fingerprint: Any = None,
                  layouts: dict[str, str] | None = None, features: dict[str, str] | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, name: str = "model"):
         self.model, self.cfg, self.n_classes = model, cfg, n_classes
         self.base_weights = class_weights(y_train, n_classes) if cfg.class_weights else np.ones(n_classes)
         self.boost = np.ones(n_classes)  # hyper-dynamic multipliers
@@ -89,6 +94,7 @@ class Trainer:
         self.fingerprint = hashlib.sha1(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
         self.layouts, self.features = layouts or {}, features or {}
         self.log = log or (lambda msg: None)
+        self.name = name
 
     def _loss(self, out: dict, y: torch.Tensor, weights: torch.Tensor, perm=None, lam: float = 1.0) -> torch.Tensor:
         def ce(logits):
@@ -188,11 +194,17 @@ class Trainer:
             result.history.append(row)
             self.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                               if k != "class_weights"))
+            progress = epoch_progress.get()
+            if progress is not None:
+                progress(self.name, epoch + 1, cfg.epochs)
             if self.checkpoint is not None:
                 self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
                 _atomic_save({"fingerprint": self.fingerprint, "epoch": epoch, "model": self.model.state_dict(),
                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                               "best_state": best_state, "best_key": list(best_key), "bad_epochs": bad_epochs,
                               "boost": self.boost.tolist(), "result": result}, self.checkpoint)
+        progress = epoch_progress.get()
+        if progress is not None and result.stopped_early:
+            progress(self.name, cfg.epochs, cfg.epochs)  # the stage is done
         self.model.load_state_dict(best_state)
         return result
