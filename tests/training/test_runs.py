@@ -168,3 +168,27 @@ def test_evaluate_on_another_dataset_reports_unknown_genres(synth_gtzan, synth_s
     assert res["n_tracks"] == 20 and "genres the model does not know" in res["problems"][0]
     with pytest.raises(GenreFusionError):
         evaluate_run(tmp_path / "nothing", log=lambda m: None)
+
+
+def test_windows_align_across_spectrograms_images_and_waveforms(synth_gtzan, synth_store, tmp_path):
+    cfg = make_config(
+        synth_gtzan, synth_store,
+        inputs={"stft": {"feature": "log_stft", "params": {"n_fft": 512}}, "mel": {"feature": "log_mel"},
+                "mfcc": {"feature": "mfcc"}, "wave": {"feature": "waveform", "params": {"target_sr": 8000}},
+                "image": {"feature": "mel_image", "seconds": 3.0}},
+        branches={"spectra": {"model": "multispectral_late", "inputs": ["stft", "mel", "mfcc"], "args": {"channels": [8, 16]}},
+                  "sample": {"model": "waveform_cnn", "inputs": ["wave"], "args": {"channels": [8, 8, 16, 16]}},
+                  "picture": {"model": "cnn2d", "inputs": ["image"], "args": {"channels": [8, 16]}}},
+        fusion={"strategy": "logit", "mode": "joint"},
+        train={"epochs": 2, "window_s": 1.5, "hop_s": 0.75, "windows_per_track": 2, "batch_size": 16})
+    from genrefusion.training.data import Windowing
+
+    data, _ = load_track_data(cfg, open_run_dataset(cfg))
+    w = Windowing.resolve(data, 1.5, 0.75)
+    shapes = {n: d.example_shape(w.window_s) for n, d in data.inputs.items()}
+    assert shapes["stft"] == (1, 257, 65) and shapes["mel"][1:] == (128, 65) and shapes["mfcc"][1:] == (60, 65)
+    assert shapes["wave"] == (1, 12000) and shapes["image"][0] == 1 and shapes["image"][1] == 385
+    assert len(w.eval_windows(data.subset(data.ids[:1]))) == 3  # 3.0 s at 1.5 s windows, 0.75 s hop
+    m = train_run(cfg, tmp_path / "run", log=lambda m: None).metrics
+    assert set(m["summary"]["branches"]) == {"spectra", "sample", "picture"}
+    _bundle_matches(cfg, tmp_path / "run")
