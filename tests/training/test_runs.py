@@ -192,3 +192,39 @@ def test_windows_align_across_spectrograms_images_and_waveforms(synth_gtzan, syn
     m = train_run(cfg, tmp_path / "run", log=lambda m: None).metrics
     assert set(m["summary"]["branches"]) == {"spectra", "sample", "picture"}
     _bundle_matches(cfg, tmp_path / "run")
+
+
+def test_a_killed_train_command_resumes_and_ends_as_an_uninterrupted_run(synth_gtzan, synth_store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from genrefusion.config import config_to_dict
+
+    cfg = make_config(synth_gtzan, synth_store, fusion=None, inputs={"table": {"feature": "table_row"}},
+                      branches={"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 64}}},
+                      train={"epochs": 120, "patience": 0, "batch_size": 4, "windows_per_track": 4, "threads": 1})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    cmd = [sys.executable, "-m", "genrefusion.cli", "train", str(path), "--out"]
+    subprocess.run(cmd + [str(tmp_path / "whole")], check=True, capture_output=True)
+    proc = subprocess.Popen(cmd + [str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoints" / "mlp" / "last.pt"
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    subprocess.run(cmd + [str(tmp_path / "killed")], check=True, capture_output=True)
+    m = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert m["evaluations"][0]["training"]["mlp"]["resumed_from"] > 0
+    a = torch.load(tmp_path / "whole" / "bundle" / "weights.pt", weights_only=True)["branch/mlp"]
+    b = torch.load(tmp_path / "killed" / "bundle" / "weights.pt", weights_only=True)["branch/mlp"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
