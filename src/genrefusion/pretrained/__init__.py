@@ -1,0 +1,1 @@
+"""Pretrained networks brought in offline: checkpoint readers and their ports to PyTorch."""
