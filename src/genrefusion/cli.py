@@ -365,6 +365,35 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
     out.print(table)
 
 
+@app.command("tags")
+def tags_cmd(paths: list[Path] = typer.Argument(..., help="Audio files."),
+             model: str = typer.Option("msd-musicnn", "--model", help="msd-musicnn, mtt-musicnn, msd-vgg or mtt-vgg."),
+             top: int = typer.Option(5, "--top", min=1, help="Tags shown per file (text format)."),
+             fmt: str = typer.Option("text", "--format", help="text or json (every tag's probability).")):
+    """musicnn tag probabilities of audio files (50 MSD or MagnaTagATune tags), averaged over 3 s patches."""
+    from genrefusion.pretrained.musicnn import MODELS, tag_file
+
+    if model not in MODELS:
+        raise ConfigError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"--format must be text or json, got {fmt!r}")
+    results, failed = [], []
+    for path in paths:
+        try:
+            results.append({"path": str(path), "tags": tag_file(path, model=model)})
+        except GenreFusionError as e:
+            failed.append(str(e))
+    if fmt == "json":
+        print(json.dumps(results, indent=1))
+    else:
+        for r in results:
+            best = sorted(r["tags"].items(), key=lambda kv: -kv[1])[:top]
+            out.print(f"{r['path']}: " + ", ".join(f"{t} {p:.2f}" for t, p in best), highlight=False, soft_wrap=True)
+    for f in failed:
+        err.print(f"error: {f}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: GenreFusionError becomes one line on stderr and exit code 1."""
     try:

@@ -43,6 +43,13 @@ class FeatureSpec:
     names: Callable[..., list[str]] | None = None  # column names of a vector feature
     params: Mapping[str, Any] = field(default_factory=dict)
     layout: str = "frames"  # one of LAYOUTS
+    rate: Callable[[Mapping[str, Any], int], float] | None = None  # steps/s of the last axis, from (params, input sr)
+
+    def steps_per_second(self, params: Mapping[str, Any], sr: int) -> float | None:
+        """Time steps per second along the last axis (frames or samples); None for vectors and images."""
+        if self.rate is not None:
+            return float(self.rate(params, sr))
+        return sr / params["hop_length"] if self.layout == "frames" else None
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults merged with ``overrides``; an unknown parameter raises FeatureError."""
@@ -67,7 +74,8 @@ FEATURES: dict[str, FeatureSpec] = {}
 
 
 def register_feature(name: str, *, input: str, shape: str, version: int = 1, default: bool = False,
-                     names: Callable[..., list[str]] | None = None, layout: str | None = None):
+                     names: Callable[..., list[str]] | None = None, layout: str | None = None,
+                     rate: Callable[[Mapping[str, Any], int], float] | None = None):
     """Decorator: register a pure function; its keyword-only defaults are its parameters."""
     if input not in INPUTS:
         raise FeatureError(f"feature input must be one of {INPUTS}, got {input!r}")
@@ -79,7 +87,8 @@ def register_feature(name: str, *, input: str, shape: str, version: int = 1, def
         if name in FEATURES:
             raise FeatureError(f"feature {name!r} registered twice")
         params = keyword_defaults(fn, exclude=("sr",))
-        FEATURES[name] = FeatureSpec(name, fn, input, shape, first_doc_line(fn), version, default, names, params, layout)
+        FEATURES[name] = FeatureSpec(name, fn, input, shape, first_doc_line(fn), version, default, names, params, layout,
+                                     rate)
         return fn
 
     return wrap

@@ -98,7 +98,7 @@ def rms(y: np.ndarray, *, sr: int, frame_length: int = 2048, hop_length: int = 5
     return _f32(librosa.feature.rms(y=y, frame_length=frame_length, hop_length=hop_length))
 
 
-@register_feature("hpss", input="audio", shape="(2, n_samples)", layout="waveform")
+@register_feature("hpss", input="audio", shape="(2, n_samples)", layout="waveform", rate=lambda params, sr: sr)
 def hpss(y: np.ndarray, *, sr: int, kernel_size: int = 31, margin: float = 1.0) -> np.ndarray:
     """Harmonic (row 0) and percussive (row 1) waveforms by median-filtering HPSS (slow: ~2 s per 30 s)."""
     h, p = librosa.effects.hpss(y, kernel_size=kernel_size, margin=margin)
@@ -111,7 +111,8 @@ def tempo(y: np.ndarray, *, sr: int, hop_length: int = 512, start_bpm: float = 1
     return _f32(librosa.feature.tempo(y=y, sr=sr, hop_length=hop_length, start_bpm=start_bpm).reshape(1))
 
 
-@register_feature("waveform", input="audio", shape="(1, n_samples)", layout="waveform")
+@register_feature("waveform", input="audio", shape="(1, n_samples)", layout="waveform",
+                  rate=lambda params, sr: params["target_sr"])
 def waveform(y: np.ndarray, *, sr: int, target_sr: int = 16000) -> np.ndarray:
     """The signal itself, resampled to ``target_sr`` (soxr), for sample-level models."""
     from genrefusion.audio import resample

@@ -32,9 +32,9 @@ class InputStage(nn.Module):
     """
 
     def __init__(self, *, layout: str, shape: tuple[int, ...], resize: list[int] | None = None,
-                 channels: int | None = None):
+                 channels: int | None = None, standardize: bool = True):
         super().__init__()
-        self.layout, self.shape = layout, tuple(shape)
+        self.layout, self.shape, self.standardize = layout, tuple(shape), standardize
         self.resize = list(resize) if resize else None
         self.channels = channels
         if layout == "vector":
@@ -47,7 +47,9 @@ class InputStage(nn.Module):
         self.register_buffer("std", torch.ones(stat_shape))
 
     def fit(self, arrays: list[np.ndarray]) -> "InputStage":
-        """Mean and std over the training tracks' whole arrays (float64 sums)."""
+        """Mean and std over the training tracks' whole arrays (float64 sums); nothing for raw inputs."""
+        if not self.standardize:
+            return self
         if self.layout == "vector":
             x = np.stack([np.asarray(a, np.float64) for a in arrays])
             mean, std = x.mean(0), x.std(0)
@@ -114,8 +116,11 @@ class FusionModel(nn.Module):
         self._spec = {"n_classes": n_classes, "inputs": {k: dict(v) for k, v in inputs.items()},
                       "branches": {k: dict(v) for k, v in branches.items()}, "fusion": dict(fusion) if fusion else None}
         self.n_classes = n_classes
+        # inputs of pretrained branches reach them as the network was trained on them
+        raw = {i for b in branches.values() if getattr(get_branch(b["model"]).cls, "raw_input", False) for i in b["inputs"]}
         self.stages = nn.ModuleDict({n: InputStage(layout=i["layout"], shape=tuple(i["shape"]), resize=i.get("resize"),
-                                                   channels=i.get("channels")) for n, i in inputs.items()})
+                                                   channels=i.get("channels"), standardize=n not in raw)
+                                     for n, i in inputs.items()})
         self.branch_inputs = {n: list(b["inputs"]) for n, b in branches.items()}
         mods, dims = {}, {}
         for name, b in branches.items():

@@ -232,3 +232,12 @@ def run_patches(model: str, patches: np.ndarray, batch: int = 64) -> dict[str, n
         tags.append(out["tags"].numpy())
         pen.append(out["penultimate"].numpy())
     return {"tags": np.concatenate(tags), "penultimate": np.concatenate(pen)}
+
+
+def tag_file(path, *, model: str = "msd-musicnn") -> dict[str, float]:
+    """Tag probabilities of one audio file, averaged over its 3 s patches, ``{tag: probability}``."""
+    from genrefusion import audio
+
+    y, sr = audio.load(path, sr=SR)
+    tags = run_patches(model, log_mel_patches(y, sr=sr))["tags"].mean(0)
+    return {name: float(p) for name, p in zip(tag_names(model), tags)}

@@ -95,22 +95,16 @@ def load_track_data(cfg: RunConfig, dataset: Dataset, *, store: FeatureStore | N
         for n, s in stored.items():
             spec = get_feature(cfg.inputs[n].feature)
             arrays = [np.array(a) for a in s.read(ids)]  # copies: the store's memory maps close with it
-            inputs[n] = InputData(n, spec.name, spec.layout, arrays, _fps(cfg, n, spec.layout, s.spec, arrays),
-                                  dict(s.spec))
+            inputs[n] = InputData(n, spec.name, spec.layout, arrays, _fps(cfg, n, spec, s.spec, arrays), dict(s.spec))
         return TrackData(ids, y, labels, inputs), problems
     finally:
         if own_store:
             store.close()
 
 
-def _fps(cfg: RunConfig, name: str, layout: str, stored_spec: dict, arrays: list[np.ndarray]) -> float | None:
+def _fps(cfg: RunConfig, name: str, spec, stored_spec: dict, arrays: list[np.ndarray]) -> float | None:
     """Steps per second along an input's last axis; None where it has no time axis."""
-    params = stored_spec.get("params", {})
-    if layout == "frames":
-        return cfg.data.sr / params["hop_length"]
-    if layout == "waveform":
-        return float(params.get("target_sr", cfg.data.sr))
-    if layout == "image":
+    if spec.layout == "image":
         seconds = cfg.inputs[name].seconds
         if seconds is None:
             if cfg.train.window_s is not None:
@@ -118,4 +112,4 @@ def _fps(cfg: RunConfig, name: str, layout: str, stored_spec: dict, arrays: list
                                   f"'seconds' (the duration its width covers, e.g. 30 for GTZAN)")
             return None  # used whole
         return arrays[0].shape[-1] / seconds
-    return None
+    return spec.steps_per_second(stored_spec.get("params", {}), cfg.data.sr)

@@ -1,0 +1,78 @@
+"""The musicnn port against the original TensorFlow code's outputs (tests/fixtures/musicnn_reference.npz,
+made by tests/fixtures/make_musicnn_reference.py), and its audio front end, features, branch and CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genrefusion.cli import EXIT_OK, EXIT_PARTIAL, main
+from genrefusion.errors import ModelError
+from genrefusion.features import get_feature
+from genrefusion.pretrained import musicnn as mn
+from genrefusion.pretrained.tf_checkpoint import read_checkpoint
+from tests.conftest import SR, noise, tone, write
+
+REFERENCE = Path(__file__).parents[1] / "fixtures" / "musicnn_reference.npz"
+#: Largest |torch - TensorFlow| allowed on logits and penultimate features (float32 summation order;
+#: measured at most 2.4e-5 with logits up to 14).
+TOLERANCE = 1e-4
+
+
+@pytest.mark.parametrize("model", sorted(mn.MODELS))
+def test_port_matches_the_original_tensorflow_outputs(model):
+    ref = np.load(REFERENCE)
+    with torch.no_grad():
+        out = mn.load_musicnn(model)(torch.from_numpy(ref["inputs"]))
+    for key in ("logits", "penultimate"):
+        np.testing.assert_allclose(out[key].numpy(), ref[f"{model}/{key}"], atol=TOLERANCE, rtol=0)
+
+
+def test_checkpoint_reader_reads_every_variable_and_refuses_non_checkpoints(tmp_path):
+    t = read_checkpoint(mn.checkpoint_dir("mtt-musicnn"))
+    assert t["conv2d/kernel"].shape == (7, 38, 1, 204) and t["dense_1/kernel"].shape == (200, 50)
+    (tmp_path / "x.index").write_bytes(b"\0" * 64)
+    (tmp_path / "x.data-00000-of-00001").write_bytes(b"")
+    with pytest.raises(ModelError, match="bad table magic"):
+        read_checkpoint(tmp_path / "x")
+    with pytest.raises(ModelError, match="cannot read checkpoint"):
+        read_checkpoint(tmp_path / "missing")
+
+
+def test_patches_are_float32_finite_on_loud_input_and_each_patch_has_its_own_features():
+    loud = np.clip(50 * noise(7.0), -1, 1)  # float16 in the original overflows on such input
+    p = mn.log_mel_patches(loud, sr=SR)
+    assert p.shape == (2, 187, 96) and p.dtype == np.float32 and np.isfinite(p).all()
+    y = np.concatenate([tone(220, 3.1), noise(3.1)])
+    out = mn.run_patches("msd-musicnn", mn.log_mel_patches(y, sr=SR))
+    assert not np.allclose(out["penultimate"][0], out["penultimate"][1])
+    short = mn.log_mel_patches(tone(440, 1.0), sr=SR)
+    assert short.shape == (1, 187, 96)  # padded to one patch
+
+
+def test_features_match_the_patch_front_end():
+    y = tone(440, 6.5) + noise(6.5)
+    emb = get_feature("musicnn_embedding").fn(y, sr=SR, model="mtt-vgg", pool="meanmax")
+    assert emb.shape == (512,) and emb.dtype == np.float32
+    tags = get_feature("musicnn_tags").fn(y, sr=SR)
+    assert tags.shape == (50,) and ((tags >= 0) & (tags <= 1)).all()
+    mel = get_feature("musicnn_mel").fn(y, sr=SR)
+    assert mel.shape == (96, 1 + 6.5 * 16000 // 256)
+    np.testing.assert_allclose(mel[:, :187].T, mn.log_mel_patches(y, sr=SR)[0], rtol=1e-6)
+
+
+def test_tags_command_text_and_json(tmp_path, capsys):
+    a = write(tmp_path / "a.wav", tone(440, 4.0))
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio")
+    assert main(["tags", str(a), "--top", "3"]) == EXIT_OK
+    assert str(a) in capsys.readouterr().out
+    assert main(["tags", str(a), str(bad), "--format", "json", "--model", "mtt-musicnn"]) == EXIT_PARTIAL
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data[0]["path"] == str(a) and len(data[0]["tags"]) == 50 and "classical" in data[0]["tags"]
+    assert "bad.mp3" in captured.err
