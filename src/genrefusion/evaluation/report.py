@@ -89,6 +89,19 @@ def summary_line(summary: dict, key: str = "accuracy") -> str:
     return _pct(s["mean"]) + (f" ± {100 * s['std']:.1f}" if len(s["values"]) > 1 else "")
 
 
+def _split_text(config: dict) -> str:
+    sp, pr = config["split"], config["protocol"]
+    if pr["name"] == "repeated":
+        tf = pr["test_fraction"]
+        return (f"{pr['repeats']} stratified random {round(100 * (1 - tf))}/{round(100 * tf)} train/test splits "
+                f"(seeds {sp['seed']}..{sp['seed'] + pr['repeats'] - 1})")
+    if sp.get("published"):
+        return f"published `{sp['published']}`"
+    if sp.get("file"):
+        return f"file `{sp['file']}`"
+    return f"stratified {sp['fractions']} seed {sp['seed']}"
+
+
 def write_report(run_dir: Path, metrics: dict, config: dict, *, problems: list[str], plots: dict[str, str]) -> Path:
     """The run's ``report.md``: what ran on which data under which protocol, and how it scored."""
     t = metrics["summary"]["track"]
@@ -100,10 +113,7 @@ def write_report(run_dir: Path, metrics: dict, config: dict, *, problems: list[s
     lines += [
         f"- data: `{data['path']}`" + (f" (kind {data['kind']})" if data.get("kind") else "")
         + f", {metrics['n_tracks']} tracks, {len(metrics['labels'])} classes",
-        f"- protocol: **{config['protocol']['name']}**, split: "
-        + (f"published `{config['split']['published']}`" if config["split"].get("published")
-           else f"file `{config['split']['file']}`" if config["split"].get("file")
-           else f"stratified {config['split']['fractions']} seed {config['split']['seed']}"),
+        f"- protocol: **{config['protocol']['name']}**, split: " + _split_text(config),
         f"- evaluations: {len(metrics['evaluations'])} ({', '.join(e['name'] for e in metrics['evaluations'])})",
         (f"- windows: {metrics['windowing']['window_s']:.2f} s, aggregated to tracks by {config['eval']['aggregate']}"
          if metrics["windowing"].get("timed", True) else "- whole tracks (no time windows)"),

@@ -100,6 +100,14 @@ def evaluate(fitted: Fitted, data: TrackData, how: str, top_k: int) -> tuple[dic
     return track, classification_metrics(data.y[idx], p, data.labels, top_k=top_k), tp
 
 
+def uses_validation(cfg: RunConfig) -> bool:
+    """Whether a model needs validation tracks: neural branches stop early on them, and frozen fusion
+    without a fusion part is fitted on them. A lone classical branch does not."""
+    from genrefusion.models.registry import get_branch
+
+    return cfg.fusion is not None or any(get_branch(b.model).family == "neural" for b in cfg.branches.values())
+
+
 def _check_windows(split: Split, ds: Dataset, parts: dict[str, TrackData], windowing: Windowing) -> None:
     windows = [(d.ids[i], part) for part, d in parts.items() for i, _ in windowing.eval_windows(d)]
     check_split(split, ds, windows=windows)
@@ -109,7 +117,9 @@ def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Win
                     fit_part: str, valid_ids: list[str] | None, fusion_ids: list[str] | None, name: str,
                     run_dir: Path, log: Log) -> Evaluation:
     fit_ids = split.ids(fit_part)
-    if valid_ids is None:
+    if not uses_validation(cfg):  # nothing to stop early or to fuse: validation tracks train too
+        fit_ids, valid_ids = fit_ids + list(valid_ids or []), []
+    elif valid_ids is None:
         fit_ids, valid_ids = carve(ds, fit_ids, cfg.split.valid_fraction, cfg.split.seed, cfg.split.group_by_artist)
     parts = {"train": data.subset(fit_ids), "valid": data.subset(valid_ids), "test": data.subset(split.ids("test"))}
     if fusion_ids is not None:
@@ -118,7 +128,7 @@ def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Win
     saved.save(run_dir / "split.csv", ds)
     _check_windows(saved, ds, parts, windowing)
     fusion_part = parts.get("fusion")
-    for p in ("valid", "test"):
+    for p in ("valid", "test") if uses_validation(cfg) else ("test",):
         if not len(parts[p]):
             raise DatasetError(f"split {split.name!r}: part {p!r} is empty")
     overlap = set(parts["train"].ids) & set(fusion_part.ids if fusion_part is not None else [])
