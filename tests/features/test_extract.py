@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from genrefusion.datasets import open_dataset
 from genrefusion.errors import FeatureError

@@ -11,7 +11,7 @@ import torch
 
 from genrefusion.bundle import load_bundle
 from genrefusion.evaluation.metrics import aggregate
-from genrefusion.errors import ConfigError, GenreFusionError, ModelError, SplitLeakError
+from genrefusion.errors import ConfigError, GenreFusionError, SplitLeakError
 from genrefusion.training import protocols
 from genrefusion.training.fit import predict_windows
 from genrefusion.training.prepare import load_track_data, open_run_dataset

@@ -15,7 +15,7 @@ from pathlib import Path
 from genrefusion.audio import AUDIO_EXTENSIONS
 from genrefusion.datasets.base import Dataset, Problem, Track, normalize_genre
 from genrefusion.datasets.feature_table import read_feature_table
-from genrefusion.datasets.folders import has_genre_folders, scan_genre_folders
+from genrefusion.datasets.folders import scan_genre_folders
 from genrefusion.datasets.registry import register_dataset
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")

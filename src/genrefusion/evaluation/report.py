@@ -117,8 +117,8 @@ def write_report(run_dir: Path, metrics: dict, config: dict, *, problems: list[s
         f"- evaluations: {len(metrics['evaluations'])} ({', '.join(e['name'] for e in metrics['evaluations'])})",
         (f"- windows: {metrics['windowing']['window_s']:.2f} s, aggregated to tracks by {config['eval']['aggregate']}"
          if metrics["windowing"].get("timed", True) else "- whole tracks (no time windows)"),
-        f"- branches: " + ", ".join(f"{n} = {b['model']}({', '.join(b['inputs'])})" for n, b in config["branches"].items()),
-        f"- fusion: " + (f"{config['fusion']['strategy']} ({config['fusion']['mode']})" if config.get("fusion") else "none"),
+        "- branches: " + ", ".join(f"{n} = {b['model']}({', '.join(b['inputs'])})" for n, b in config["branches"].items()),
+        "- fusion: " + (f"{config['fusion']['strategy']} ({config['fusion']['mode']})" if config.get("fusion") else "none"),
         f"- wall time: {metrics['seconds']:.1f} s",
     ]
     if config.get("reference"):

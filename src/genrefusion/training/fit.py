@@ -198,9 +198,9 @@ def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: T
     return trainer.fit(WindowSource(train, windowing, cfg.train), valid_src)
 
 
-def _seeded_model(seed: int, make: Callable[[], Any]):
+def _seeded_model(seed: int, make: Callable[..., Any], **kwargs):
     torch.manual_seed(seed)  # initial weights depend on the run seed only
-    return make()
+    return make(**kwargs)
 
 
 def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusion_part: TrackData | None = None,
@@ -218,9 +218,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
     fitted = Fitted(model=None, labels=list(train.labels), windowing=windowing, inputs=meta)  # type: ignore[arg-type]
     branch_cfg = {n: {"model": b.model, "inputs": list(b.inputs), "args": dict(b.args)} for n, b in cfg.branches.items()}
     if cfg.fusion is not None and cfg.fusion.mode == "joint":
-        model = _seeded_model(cfg.train.seed, lambda: FusionModel(
-            n_classes=n_classes, inputs=_model_inputs(meta, cfg.inputs), branches=branch_cfg,
-            fusion={"strategy": cfg.fusion.strategy, "args": dict(cfg.fusion.args)}))
+        model = _seeded_model(cfg.train.seed, FusionModel, n_classes=n_classes, inputs=_model_inputs(meta, cfg.inputs),
+                              branches=branch_cfg, fusion={"strategy": cfg.fusion.strategy, "args": dict(cfg.fusion.args)})
         fitted.training["joint"] = _train_neural(model, cfg, train, valid, windowing, checkpoint_dir, log, "joint")
         fitted.model = model
         return fitted
@@ -229,8 +228,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
     for name, b in branch_cfg.items():
         spec = get_branch(b["model"])
         if spec.family == "neural":
-            model = _seeded_model(cfg.train.seed, lambda: FusionModel(
-                n_classes=n_classes, inputs=_model_inputs(meta, b["inputs"]), branches={name: b}))
+            model = _seeded_model(cfg.train.seed, FusionModel, n_classes=n_classes,
+                                  inputs=_model_inputs(meta, b["inputs"]), branches={name: b})
             fitted.training[name] = _train_neural(model, cfg, train, valid, windowing, checkpoint_dir, log, name)
             branches[name] = model
         else:
@@ -253,8 +252,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
                               fusion=None, fusion_spec=fusion_spec)
         outs, idx = _outputs(frozen, part, windowing)
         dims = {n: (int(o["embedding"].shape[1]), n_classes) for n, o in outs.items()}
-        fusion_obj = _seeded_model(cfg.train.seed, lambda: build_fusion(cfg.fusion.strategy, branches=dims,
-                                                                        n_classes=n_classes, **cfg.fusion.args))
+        fusion_obj = _seeded_model(cfg.train.seed, build_fusion, name=cfg.fusion.strategy, branches=dims,
+                                   n_classes=n_classes, **cfg.fusion.args)
         if isinstance(fusion_obj, torch.nn.Module):
             fitted.training["fusion"] = _train_head(fusion_obj, cfg, outs, idx, part, checkpoint_dir, log)
         else:

@@ -231,7 +231,7 @@ def cv_grid(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
     for gi, point in enumerate(points):
         c = with_values(cfg, point)
         scores = []
-        for fi, fold in enumerate(folds):
+        for fold in folds:
             inner_fit, inner_valid = carve(ds, fold.ids("train"), c.split.valid_fraction, c.split.seed, c.split.group_by_artist)
             held = data.subset(fold.ids("test"))
             fitted = fit_model(c, data.subset(inner_fit), data.subset(inner_valid), fusion_part=None, windowing=windowing,
