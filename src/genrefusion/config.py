@@ -125,7 +125,8 @@ class EvalConfig:
 @dataclass
 class ProtocolConfig:
     """``holdout``: the split's train/valid/test; ``two_stage``: branches/fusion/test parts;
-    ``repeated``: ``repeats`` random stratified train/test splits (mean +- std);
+    ``repeated``: ``repeats`` random stratified train/test splits (mean +- std); ``kfold``: ``folds``
+    stratified (artist-grouped) folds, each tested once;
     ``cv_grid``: k-fold CV grid search on the training parts, refit, then test."""
 
     name: str = "holdout"

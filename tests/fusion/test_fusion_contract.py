@@ -14,7 +14,8 @@ from genrefusion.fusion import FUSIONS, build_fusion
 
 N_CLASSES, N = 3, 30
 TWO = {"a": (8, N_CLASSES), "b": (6, N_CLASSES)}
-BRANCHES_FOR = {"early": {"a": (8, N_CLASSES)}}  # early fusion reads one branch over concatenated inputs
+BRANCHES_FOR = {"early": {"a": (8, N_CLASSES)},  # early fusion reads one branch over concatenated inputs
+                "coattention": {"a": (8, N_CLASSES, 5), "b": (6, N_CLASSES, 4)}}  # two branches with sequences
 
 
 def outputs(branches, seed=0, informative=("a", "b")):
@@ -22,13 +23,17 @@ def outputs(branches, seed=0, informative=("a", "b")):
     rng = np.random.default_rng(seed)
     y = np.arange(N) % N_CLASSES
     out = {}
-    for name, (dim, c) in branches.items():
+    for name, (dim, c, *seq) in branches.items():
         emb = rng.normal(0, 1, (N, dim))
         logits = rng.normal(0, 1, (N, c))
         if name in informative:
             emb[np.arange(N), y % dim] += 4.0
             logits[np.arange(N), y] += 8.0
         out[name] = {"embedding": torch.tensor(emb, dtype=torch.float32), "logits": torch.tensor(logits, dtype=torch.float32)}
+        if seq and seq[0]:  # a sequence of 7 steps, the class written into some of them
+            s = rng.normal(0, 1, (N, 7, seq[0]))
+            s[np.arange(N), 2, y % seq[0]] += 4.0
+            out[name]["sequence"] = torch.tensor(s, dtype=torch.float32)
     return out, torch.from_numpy(y)
 
 

@@ -13,7 +13,7 @@ from genrefusion.errors import ModelError
 from genrefusion.models import BRANCHES, build_branch
 
 N_CLASSES = 3
-SHAPES = {"matrix": (1, 24, 32), "vector": (12,), "waveform": (1, 2187)}
+SHAPES = {"matrix": (1, 24, 32), "vector": (12,), "waveform": (1, 2187), "text": (0,)}
 MULTI_SHAPES = {"a": (1, 24, 32), "b": (1, 12, 32)}
 #: Small hyper-parameters so that the contract runs in seconds; every registered branch needs an entry.
 TINY = {
@@ -31,6 +31,9 @@ TINY = {
     "svm": {"C": 100.0},
     "gbm": {"n_estimators": 30},
     "musicnn": {"model": "msd-musicnn", "dropout": 0.0},
+    "efficientnet_lite0": {"pretrained": True, "dropout": 0.0, "drop_path": 0.0},
+    "tfidf": {"min_df": 1},
+    "sequence_encoder": {"hidden": 16, "dropout": 0.0},
 }
 #: Branches whose pretrained input has a fixed size.
 SHAPE_OF = {"musicnn": (1, 96, 187)}
@@ -44,6 +47,11 @@ def synthetic(spec_input: str, multi: bool, n_per_class: int = 4, seed: int = 0,
     """Examples whose class is written into the signal: a bright band, a spike or a tone."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(N_CLASSES), n_per_class)
+
+    if spec_input == "text":  # a class word among shared filler words, as UTF-8 bytes like the store holds
+        words = ["amor", "noite", "coração", "saudade", "festa", "mar"]
+        return [np.frombuffer(" ".join([*rng.choice(words, 8), f"classe{c}ção"]).encode(), np.uint8) for c in y], \
+            torch.from_numpy(y)
 
     def make(shape):
         x = rng.normal(0, 0.3, (len(y), *shape)).astype(np.float32)
@@ -78,7 +86,8 @@ def test_branch_contract(name):
     model, spec = _build(name)
     x, y = synthetic(spec.input, spec.multi_input, shape=SHAPE_OF.get(name))
     if spec.family == "classical":
-        model.fit(x.numpy(), y.numpy())
+        x = spec.cls.prepare([x.numpy() if isinstance(x, torch.Tensor) else x])
+        model.fit(x, y.numpy())
         out = model(x)
         assert out["logits"].shape == (len(y), N_CLASSES) and out["embedding"].shape == (len(y), model.embedding_dim)
         clone = pickle.loads(pickle.dumps(model))

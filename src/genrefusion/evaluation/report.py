@@ -95,6 +95,10 @@ def _split_text(config: dict) -> str:
         tf = pr["test_fraction"]
         return (f"{pr['repeats']} stratified random {round(100 * (1 - tf))}/{round(100 * tf)} train/test splits "
                 f"(seeds {sp['seed']}..{sp['seed'] + pr['repeats'] - 1})")
+    if pr["name"] == "kfold":
+        return (f"{pr['folds']} stratified folds"
+                + (", artist-grouped where artists are known" if sp.get("group_by_artist") is not False else "")
+                + f" (seed {sp['seed']})")
     if sp.get("published"):
         return f"published `{sp['published']}`"
     if sp.get("file"):

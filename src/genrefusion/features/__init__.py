@@ -3,7 +3,7 @@
 Importing this package registers every feature module's functions in ``FEATURES``.
 """
 
-from genrefusion.features import images, musicnn, spectral, summary  # noqa: F401  (registration)
+from genrefusion.features import images, musicnn, spectral, summary, text  # noqa: F401  (registration)
 from genrefusion.features.registry import FEATURES, FeatureSpec, default_features, get_feature, register_feature
 
 __all__ = ["FEATURES", "FeatureSpec", "default_features", "get_feature", "register_feature"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from genrefusion.datasets.base import Dataset, Track
 from genrefusion.errors import AudioError, FeatureError, GenreFusionError
-from genrefusion.features.registry import FeatureSpec, default_features, get_feature
+from genrefusion.features.registry import INPUTS, FeatureSpec, default_features, get_feature
 from genrefusion.features.store import FeatureStore, array_digest, file_digest
 
 COMMIT_SECONDS = 2.0
@@ -83,7 +83,7 @@ class _Job:
 def plan_features(dataset: Dataset, config: ExtractConfig) -> list[_Job]:
     """Resolve names (or defaults) and parameters into store keys; errors before any work."""
     inputs = {m for t in dataset.tracks for m in t.modalities}
-    names = config.features or [n for inp in ("audio", "image", "table") if inp in inputs for n in default_features(inp)]
+    names = config.features or [n for inp in INPUTS if inp in inputs for n in default_features(inp)]
     if not names:
         raise FeatureError(f"dataset {dataset.name!r} has no input genrefusion extracts features from "
                            f"(it has: {', '.join(sorted(inputs)) or 'nothing'})")
@@ -109,7 +109,18 @@ def _source(kind: str, config: ExtractConfig, dataset: Dataset) -> dict:
 
 
 def _input_of(track: Track, kind: str):
-    return {"audio": track.audio_path, "image": track.image_path, "table": track.extra.get("features")}[kind]
+    return {"audio": track.audio_path, "image": track.image_path, "table": track.extra.get("features"),
+            "lyrics": track.lyrics}[kind]
+
+
+#: Inputs held in the index itself rather than in files: their fingerprint is a digest of the value.
+IN_MEMORY = {"table": lambda v: array_digest(np.asarray(v)),
+             "lyrics": lambda v: array_digest(np.frombuffer(v.encode("utf-8"), np.uint8))}
+
+
+def _where(task: dict) -> str:
+    """How a failure names its input: the file, or the in-memory kind."""
+    return f"({task['kind']} of {task['track_id']})" if task["kind"] in IN_MEMORY else str(task["source"])
 
 
 # ---- worker side -------------------------------------------------------------------------------
@@ -147,7 +158,7 @@ def _compute(task: dict) -> dict:
                                           f"{cfg['min_duration']} s", path=source)
             call = lambda spec, p: spec.fn(x, sr=sr, **p)  # noqa: E731
         else:
-            x = load_image(source) if kind == "image" else np.asarray(source)
+            x = {"image": load_image, "table": np.asarray, "lyrics": str}[kind](source)
             call = lambda spec, p: spec.fn(x, **p)  # noqa: E731
     except GenreFusionError as err:
         out["fatal"] = err.reason
@@ -198,7 +209,7 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
 
     def accept(result: dict, task: dict) -> None:
         nonlocal done, n_computed, n_up_to_date
-        tid, path = result["track_id"], str(task["source"]) if task["kind"] != "table" else "(table row)"
+        tid, path = result["track_id"], _where(task)
         if "fatal" in result:
             failures.append(Failure(tid, path, "*", result["fatal"]))
         else:
@@ -252,8 +263,8 @@ def _plan_tasks(dataset, store, config, jobs, stored) -> tuple[list[dict], int]:
             source = _input_of(track, kind)
             if source is None:
                 continue
-            if kind == "table":
-                known = array_digest(np.asarray(source))
+            if kind in IN_MEMORY:
+                known = IN_MEMORY[kind](source)
             else:
                 try:
                     known = store.cached_digest(source)
@@ -292,7 +303,7 @@ def _run_pool(tasks: list[dict], workers: int, accept, failures: list[Failure]) 
         except BrokenProcessPool:
             if isolating:  # alone in its pool, so this input is what killed the worker
                 (task,) = in_flight.values()
-                path = str(task["source"]) if task["kind"] != "table" else "(table row)"
+                path = _where(task)
                 failures.append(Failure(task["track_id"], path, "*", "worker process crashed on this input "
                                         "(decoder fault or out of memory)"))
             else:

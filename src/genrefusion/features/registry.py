@@ -17,12 +17,14 @@ import numpy as np
 from genrefusion.errors import FeatureError
 from genrefusion.registries import first_doc_line, keyword_defaults, lookup
 
-INPUTS = ("audio", "image", "table")
+INPUTS = ("audio", "image", "table", "lyrics")
 #: How a feature's array is laid out, which says how models window it in time:
 #: ``vector`` (n,) has no time axis; ``frames`` (n_bins, n_frames) at sr / hop_length frames per
-#: second; ``image`` (H, W) or (C, H, W) whose width spans the clip; ``waveform`` (channels, n_samples).
-LAYOUTS = ("vector", "frames", "image", "waveform")
-_DEFAULT_LAYOUT = {"audio": "frames", "image": "image", "table": "vector"}
+#: second; ``image`` (H, W) or (C, H, W) whose width spans the clip; ``waveform`` (channels, n_samples);
+#: ``text`` (n_bytes,) uint8, a UTF-8 text for text models that learn their own vocabulary;
+#: ``sequence`` (n_steps, dim), e.g. embeddings of a text's chunks, used whole.
+LAYOUTS = ("vector", "frames", "image", "waveform", "text", "sequence")
+_DEFAULT_LAYOUT = {"audio": "frames", "image": "image", "table": "vector", "lyrics": "vector"}
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class FeatureSpec:
     """A registered feature.
 
     ``fn(x, **params)``: for ``input == "audio"`` ``x`` is a mono float32 signal and ``sr`` is
-    passed as a keyword; for ``"image"`` ``x`` is an image array; for ``"table"`` a 1-D vector.
+    passed as a keyword; for ``"image"`` ``x`` is an image array; for ``"table"`` a 1-D vector; for
+    ``"lyrics"`` a ``str``.
     """
 
     name: str

@@ -41,8 +41,8 @@ class FeatureFusion(nn.Module):
                  dropout: float = 0.3):
         super().__init__()
         self.names = list(branches)
-        self.proj = nn.ModuleDict({n: nn.Linear(d, project) if project else nn.Identity() for n, (d, _) in branches.items()})
-        d_in = project * len(branches) if project else sum(d for d, _ in branches.values())
+        self.proj = nn.ModuleDict({n: nn.Linear(d, project) if project else nn.Identity() for n, (d, *_) in branches.items()})
+        d_in = project * len(branches) if project else sum(d for d, *_ in branches.values())
         self.mlp = mlp(d_in, hidden, depth, n_classes, dropout)
 
     def forward(self, outputs):
@@ -75,7 +75,7 @@ class GatedFusion(nn.Module):
         super().__init__()
         self.names = list(branches)
         self.proj = nn.ModuleDict({n: nn.Sequential(nn.Linear(d, dim), nn.ReLU(inplace=True))
-                                   for n, (d, _) in branches.items()})
+                                   for n, (d, *_) in branches.items()})
         self.gate = nn.Linear(dim * len(branches), len(branches))
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_classes))
 

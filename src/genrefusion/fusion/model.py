@@ -21,7 +21,8 @@ from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.layers import resize_height
 from genrefusion.models.registry import build_branch, get_branch
 
-LAYOUT_INPUT = {"vector": "vector", "frames": "matrix", "image": "matrix", "waveform": "waveform"}
+LAYOUT_INPUT = {"vector": "vector", "frames": "matrix", "image": "matrix", "waveform": "waveform", "text": "text",
+                "sequence": "matrix"}
 
 
 class InputStage(nn.Module):
@@ -138,7 +139,7 @@ class FusionModel(nn.Module):
             shapes = {i: self.stages[i].out_shape() for i in b["inputs"]}
             in_shape = shapes if spec.multi_input else combined_shape(list(shapes.values()), layout)
             mods[name] = build_branch(b["model"], n_classes=n_classes, in_shape=in_shape, **b.get("args", {}))
-            dims[name] = (mods[name].embedding_dim, n_classes)
+            dims[name] = (mods[name].embedding_dim, n_classes, getattr(mods[name], "sequence_dim", 0))
         self.branches = nn.ModuleDict(mods)
         self.multi = {n: get_branch(b["model"]).multi_input for n, b in branches.items()}
         self.layouts = {n: inputs[b["inputs"][0]]["layout"] for n, b in branches.items()}
@@ -210,7 +211,7 @@ class FrozenFusion:
                 b.eval()
                 out[name] = b(x)["branches"][name]
             else:
-                out[name] = b(combine([x[i] for i in self.branch_inputs[name]], "vector"))
+                out[name] = b(b.prepare([x[i] for i in self.branch_inputs[name]]))
         return out
 
     @torch.no_grad()

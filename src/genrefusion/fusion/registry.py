@@ -2,7 +2,7 @@
 
 Every strategy takes a dict of branch outputs, ``{branch: {"embedding": (N, D_b), "logits": (N, C)}}``.
 
-- ``neural`` strategies are ``nn.Module`` heads, ``Head(branches={name: (embedding_dim, n_classes)},
+- ``neural`` strategies are ``nn.Module`` heads, ``Head(branches={name: (embedding_dim, n_classes[, sequence_dim])},
   n_classes=, **args)``, whose forward returns at least ``{"logits": (N, C)}``. They train jointly
   with the branches (end-to-end) or on frozen branches' outputs (two-stage).
 - ``decision`` strategies fit on frozen branches' outputs as numpy arrays, ``fit(outputs, y)``,
@@ -52,13 +52,14 @@ def get_fusion(name: str) -> FusionSpec:
     return lookup(FUSIONS, name, "fusion strategy", ModelError)
 
 
-def build_fusion(name: str, *, branches: Mapping[str, tuple[int, int]], n_classes: int, **args):
-    """Instantiate a strategy for branches ``{name: (embedding_dim, n_classes)}``."""
+def build_fusion(name: str, *, branches: Mapping[str, tuple[int, ...]], n_classes: int, **args):
+    """Instantiate a strategy for branches ``{name: (embedding_dim, n_classes[, sequence_dim])}``
+    (``sequence_dim``: the width of the branch's ``"sequence"`` output, where it has one)."""
     spec = get_fusion(name)
     check_args(name, spec.params, args, "fusion strategy", ModelError)
     if not branches:
         raise ModelError(f"fusion strategy {name!r} needs at least one branch")
-    wrong = {b: c for b, (_, c) in branches.items() if c != n_classes}
+    wrong = {b: d[1] for b, d in branches.items() if d[1] != n_classes}
     if wrong:
         raise ModelError(f"fusion {name!r}: branches {sorted(wrong)} predict {sorted(set(wrong.values()))} classes, "
                          f"the task has {n_classes}")

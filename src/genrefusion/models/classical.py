@@ -27,25 +27,36 @@ class ClassicalBranch:
     def make_estimator(self, y: np.ndarray):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "ClassicalBranch":
+    def make_pipeline(self, y: np.ndarray):
+        """Standardise, then the estimator (text branches replace this)."""
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
+        return make_pipeline(StandardScaler(), self.make_estimator(y))
+
+    @staticmethod
+    def prepare(inputs: list) -> np.ndarray:
+        """A batch of this branch's inputs (one array per input, early-fused) -> what the pipeline takes."""
+        flat = [t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t) for t in inputs]
+        return np.concatenate([f.reshape(len(f), -1) for f in flat], axis=1).astype(np.float64)
+
+    def fit(self, x, y: np.ndarray) -> "ClassicalBranch":
         missing = sorted(set(range(self.n_classes)) - set(np.unique(y).tolist()))
         if missing:
             raise ModelError(f"{self.branch_name}: classes {missing} have no training example")
-        self.pipeline = make_pipeline(StandardScaler(), self.make_estimator(y)).fit(np.asarray(x, np.float64), y)
+        self.pipeline = self.make_pipeline(y).fit(x, y)
         return self
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+    def predict_proba(self, x) -> np.ndarray:
         if self.pipeline is None:
             raise ModelError(f"{self.branch_name}: predict before fit")
         proba = np.zeros((len(x), self.n_classes))
-        proba[:, self.pipeline.classes_] = self.pipeline.predict_proba(np.asarray(x, np.float64))
+        proba[:, self.pipeline.classes_] = self.pipeline.predict_proba(x)
         return proba
 
     def __call__(self, x) -> dict[str, torch.Tensor]:
-        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
         logp = torch.from_numpy(np.log(np.clip(self.predict_proba(x), 1e-12, 1.0)).astype(np.float32))
         return {"embedding": logp, "logits": logp}
 
@@ -118,3 +129,35 @@ class GradientBoostingBranch(ClassicalBranch):
 
         return HistGradientBoostingClassifier(max_iter=p["n_estimators"], learning_rate=p["learning_rate"],
                                               max_depth=p["max_depth"], random_state=p["seed"], early_stopping=False)
+
+
+@register_branch("tfidf", input="text", family="classical")
+class TfidfBranch(ClassicalBranch):
+    """TF-IDF of word and character n-grams (sublinear tf), then a logistic regression; the vocabulary
+    is learned from the training texts only."""
+
+    def __init__(self, *, n_classes: int, in_shape, word_ngrams: tuple[int, int] = (1, 2),
+                 char_ngrams: tuple[int, int] = (2, 5), max_features: int = 200_000, min_df: int = 2, C: float = 10.0):
+        super().__init__(n_classes=n_classes, in_shape=in_shape, word_ngrams=tuple(word_ngrams),
+                         char_ngrams=tuple(char_ngrams), max_features=max_features, min_df=min_df, C=C)
+
+    def make_pipeline(self, y):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline, make_union
+
+        p = self.params
+        parts = [TfidfVectorizer(analyzer="word", ngram_range=p["word_ngrams"], min_df=p["min_df"], sublinear_tf=True,
+                                 max_features=p["max_features"])]
+        if p["char_ngrams"]:
+            parts.append(TfidfVectorizer(analyzer="char_wb", ngram_range=p["char_ngrams"], min_df=p["min_df"],
+                                         sublinear_tf=True, max_features=p["max_features"]))
+        return make_pipeline(make_union(*parts), LogisticRegression(C=p["C"], max_iter=3000))
+
+    @staticmethod
+    def prepare(inputs: list) -> list[str]:
+        """Texts of several inputs are joined by a newline."""
+        def text(v):
+            return v if isinstance(v, str) else bytes(np.asarray(v, np.uint8)).decode("utf-8")
+
+        return ["\n".join(text(col[i]) for col in inputs) for i in range(len(inputs[0]))]

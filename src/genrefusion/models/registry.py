@@ -19,7 +19,7 @@ from genrefusion.errors import ModelError
 from genrefusion.registries import check_args, first_doc_line, keyword_defaults, lookup
 
 #: What an input looks like to a branch, by its number of per-example dimensions.
-INPUT_RANKS = {"vector": 1, "waveform": 2, "matrix": 3}
+INPUT_RANKS = {"vector": 1, "waveform": 2, "matrix": 3, "text": 1}
 
 
 @dataclass(frozen=True)

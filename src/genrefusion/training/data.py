@@ -48,6 +48,8 @@ class InputData:
     def cut(self, i: int, start_s: float, window_s: float) -> np.ndarray:
         """Track ``i``'s window as float32 with a channel axis; zero-padded past the end."""
         a = self.arrays[i]
+        if self.layout == "text":
+            return a  # UTF-8 bytes, decoded by the text model
         if not self.timed:
             return self._with_channel(np.asarray(a, np.float32))
         n = self.steps(window_s)
@@ -58,7 +60,7 @@ class InputData:
         return self._with_channel(w)
 
     def _with_channel(self, w: np.ndarray) -> np.ndarray:
-        return w[None] if self.layout in ("frames", "image") and w.ndim == 2 else w
+        return w[None] if self.layout in ("frames", "image", "sequence") and w.ndim == 2 else w
 
     def example_shape(self, window_s: float) -> tuple[int, ...]:
         return tuple(self.cut(0, 0.0, window_s).shape)
@@ -133,8 +135,9 @@ class Windowing:
 
 
 def make_batch(data: TrackData, windows: Sequence[tuple[int, float]], window_s: float) -> dict[str, torch.Tensor]:
-    """Stack the windows of every input: ``{input: (B, *example_shape)}`` float32."""
-    return {name: torch.from_numpy(np.stack([d.cut(i, s, window_s) for i, s in windows]))
+    """Stack the windows of every input: ``{input: (B, *example_shape)}`` float32 (text inputs: a list of str)."""
+    return {name: [bytes(d.arrays[i]).decode("utf-8") for i, _ in windows] if d.layout == "text"
+            else torch.from_numpy(np.stack([d.cut(i, s, window_s) for i, s in windows]))
             for name, d in data.inputs.items()}
 
 

@@ -233,14 +233,11 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
             fitted.training[name] = _train_neural(model, cfg, train, valid, windowing, checkpoint_dir, log, name)
             branches[name] = model
         else:
-            layouts = {meta[i]["layout"] for i in b["inputs"]}
-            if layouts != {"vector"}:
-                raise ConfigError(f"branches.{name}: classical model {b['model']!r} needs vector inputs, got {sorted(layouts)}")
-            x = np.concatenate([np.stack([np.asarray(a, np.float32).ravel() for a in train.inputs[i].arrays])
-                                for i in b["inputs"]], axis=1)
-            shape = (x.shape[1],)
+            cls = spec.cls
+            x = cls.prepare([train.inputs[i].arrays for i in b["inputs"]])
+            shape = (x.shape[1],) if isinstance(x, np.ndarray) else (0,)  # texts have no fixed width
             branches[name] = build_branch(b["model"], n_classes=n_classes, in_shape=shape, **b["args"]).fit(x, train.y)
-            log(f"[{name}] fitted {b['model']} on {len(x)} tracks x {shape[0]} features")
+            log(f"[{name}] fitted {b['model']} on {len(x)} tracks" + (f" x {shape[0]} features" if shape[0] else ""))
     fusion_obj, fusion_spec, dims = None, {}, {}
     if cfg.fusion is not None:
         part = fusion_part if fusion_part is not None else valid
@@ -251,7 +248,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
         frozen = FrozenFusion(n_classes=n_classes, branches=branches, branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
                               fusion=None, fusion_spec=fusion_spec)
         outs, idx = _outputs(frozen, part, windowing)
-        dims = {n: (int(o["embedding"].shape[1]), n_classes) for n, o in outs.items()}
+        dims = {n: (int(o["embedding"].shape[1]), n_classes, int(o["sequence"].shape[-1]) if "sequence" in o else 0)
+                for n, o in outs.items()}
         fusion_obj = _seeded_model(cfg.train.seed, build_fusion, name=cfg.fusion.strategy, branches=dims,
                                    n_classes=n_classes, **cfg.fusion.args)
         if isinstance(fusion_obj, torch.nn.Module):
@@ -268,7 +266,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
 def _outputs(frozen: FrozenFusion, data: TrackData, windowing: Windowing):
     windows = windowing.eval_windows(data)
     parts = [frozen.branch_outputs(x) for x, _, _ in batches(data, windows, windowing.window_s, EVAL_BATCH)]
-    outs = {n: {k: torch.cat([p[n][k] for p in parts]) for k in ("embedding", "logits")} for n in parts[0]}
+    outs = {n: {k: torch.cat([p[n][k] for p in parts]) for k in ("embedding", "logits", "sequence", "mask")
+                if k in parts[0][n]} for n in parts[0]}
     return outs, np.array([i for i, _ in windows])
 
 

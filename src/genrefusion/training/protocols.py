@@ -8,6 +8,7 @@ repeat) made on tracks no model or selection step has seen:
 - ``two_stage``: branches on part A, fusion on part B, test on part C (40/40/20 by default; a
   published train/valid/test split maps to A/B/C); early stopping inside A and B only.
 - ``repeated``: ``repeats`` seeded stratified train/test splits, validation carved from train.
+- ``kfold``: k stratified folds (artist-grouped where artists are known), each tested once.
 - ``cv_grid``: k-fold cross-validated grid search over ``protocol.grid`` on the training tracks
   only, then the best setting refitted and tested once.
 Every split is saved and leak-checked (tracks, artists, and each evaluated window) before training.
@@ -197,6 +198,18 @@ def repeated(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing,
         c.split.seed = seed
         out.append(_train_and_test(c, ds, data, windowing, split, fit_part="train", valid_ids=None, fusion_ids=None,
                                    name=f"repeat{r:02d}", run_dir=run_dir / f"repeat{r:02d}", log=log))
+    return out
+
+
+@register_protocol("kfold")
+def kfold(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
+    """``protocol.folds`` stratified folds, artist-grouped where artists are known; each fold is the
+    test part once, validation carved from the other folds."""
+    out = []
+    for i, fold in enumerate(kfold_splits(ds, k=cfg.protocol.folds, seed=cfg.split.seed,
+                                          group_by_artist=cfg.split.group_by_artist)):
+        out.append(_train_and_test(cfg, ds, data, windowing, fold, fit_part="train", valid_ids=None, fusion_ids=None,
+                                   name=f"fold{i + 1}", run_dir=run_dir / f"fold{i + 1}", log=log))
     return out
 
 
