@@ -243,7 +243,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
         part = fusion_part if fusion_part is not None else valid
         if part is None or not len(part):
             raise ConfigError("frozen fusion needs tracks the branches did not train on (a valid or fusion part)")
-        part.check_classes("fusion")
+        if len(np.unique(part.y)) < 2:
+            raise ConfigError(f"the fusion tracks ({len(part)}) hold fewer than two classes: too few to fit a fusion")
         fusion_spec = {"strategy": cfg.fusion.strategy, "args": dict(cfg.fusion.args)}
         frozen = FrozenFusion(n_classes=n_classes, branches=branches, branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
                               fusion=None, fusion_spec=fusion_spec)

@@ -78,9 +78,11 @@ def base_split(cfg: RunConfig, ds: Dataset, *, fractions=None) -> Split:
 
 
 def carve(ds: Dataset, ids: list[str], fraction: float, seed: int, group_by_artist) -> tuple[list[str], list[str]]:
-    """Split ``ids`` into (fit, held-out) stratified by genre (artist-grouped where known)."""
+    """Split ``ids`` into (fit, held-out) stratified by genre (artist-grouped where known); the held-out
+    share is rounded to one of ``n`` equal folds (0.15 -> 1/7) so that few artist groups still fit."""
     sub = ds.subset(ids)
-    s = stratified_split(sub, fractions={"fit": 1 - fraction, "held": fraction}, seed=seed, group_by_artist=group_by_artist)
+    n = max(2, round(1 / fraction))
+    s = stratified_split(sub, fractions={"fit": 1 - 1 / n, "held": 1 / n}, seed=seed, group_by_artist=group_by_artist)
     return s.ids("fit"), s.ids("held")
 
 
