@@ -365,6 +365,31 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
     out.print(table)
 
 
+@app.command("benchmark")
+def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (default: all; see --list)."),
+                  quick: bool = typer.Option(False, "--quick", help="One seed, two epochs: proves the code runs."),
+                  data: Path = typer.Option(Path("../shared/data"), "--data", help="Root of the shared data."),
+                  report: Path = typer.Option(Path("docs/BENCHMARKS.md"), "--out", help="The report to write."),
+                  runs: Path = typer.Option(Path("runs/benchmarks"), "--runs", help="Where the suites' run folders go."),
+                  store: Path = typer.Option(Path("store"), "--store", help="Feature store shared by all runs."),
+                  seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds per model on fixed splits (full mode)."),
+                  list_only: bool = typer.Option(False, "--list", help="List the suites and exit.")):
+    """Run benchmark suites on the shared data and regenerate docs/BENCHMARKS.md."""
+    from genrefusion.benchmarks.run import benchmark
+    from genrefusion.benchmarks.suites import SUITES
+
+    if list_only:
+        table = Table("suite", "title", "models", "protocol")
+        table.columns[0].no_wrap = True
+        for s in SUITES.values():
+            table.add_row(s.name, s.title, str(len(s.entries)), s.protocol)
+        out.print(table)
+        return
+    path = benchmark(list(suites or SUITES), data_root=str(data), out=report, runs_dir=runs, quick=quick, seeds=seeds,
+                     store=str(store), log=_log)
+    out.print(f"wrote {path}", highlight=False)
+
+
 @app.command("tags")
 def tags_cmd(paths: list[Path] = typer.Argument(..., help="Audio files."),
              model: str = typer.Option("msd-musicnn", "--model", help="msd-musicnn, mtt-musicnn, msd-vgg or mtt-vgg."),

@@ -1,0 +1,169 @@
+"""The benchmark suites: which models run on which data under which protocol, and the published
+figures printed beside them. Entries are run configs (dicts, as in a YAML file) whose data paths
+are relative to the data root (``../shared/data`` by default)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from genrefusion.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Entry:
+    label: str
+    config: dict
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    title: str
+    protocol: str  # in words, for the report
+    entries: tuple[Entry, ...]
+    references: tuple[tuple[str, float], ...] = ()  # published figures, accuracy in %
+    target: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def register_suite(suite: Suite) -> Suite:
+    SUITES[suite.name] = suite
+    return suite
+
+
+def get_suite(name: str) -> Suite:
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise ConfigError(f"unknown benchmark suite {name!r}; known: {', '.join(SUITES)}") from None
+
+
+# ---- building blocks -------------------------------------------------------------------------------
+
+GTZAN_INPUTS = {"image": {"feature": "image_pixels", "resize": [128, 128]}, "table": {"feature": "table_row"}}
+GTZAN_BRANCHES = {
+    "cnn": {"model": "cnn2d", "inputs": ["image"], "args": {"channels": [16, 32, 64, 128], "dropout": 0.3}},
+    "lite0": {"model": "efficientnet_lite0", "inputs": ["image"], "args": {"dropout": 0.3}},
+    "mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 128, "depth": 2, "dropout": 0.5}},
+    "gbm": {"model": "gbm", "inputs": ["table"], "args": {"n_estimators": 300}},
+    "logreg": {"model": "logreg", "inputs": ["table"], "args": {"C": 0.1}},
+}
+TRAIN = {"epochs": 30, "lr": 0.001, "batch_size": 32, "windows_per_track": 1, "patience": 8}
+
+
+def _gtzan(split: str, branches: list[str], fusion: dict | None = None, train: dict | None = None) -> dict:
+    inputs = sorted({i for b in branches for i in GTZAN_BRANCHES[b]["inputs"]})
+    return {"data": {"path": "gtzan"}, "split": {"published": split},
+            "inputs": {i: GTZAN_INPUTS[i] for i in inputs},
+            "branches": {b: GTZAN_BRANCHES[b] for b in branches}, "fusion": fusion,
+            "train": {**TRAIN, **(train or {})}, "protocol": {"name": "holdout"}}
+
+
+def _gtzan_entries(split: str) -> tuple[Entry, ...]:
+    frozen = lambda s: {"strategy": s, "mode": "frozen"}  # noqa: E731
+    lite = {"lr": 0.0003}
+    return (
+        Entry("image CNN (from scratch)", _gtzan(split, ["cnn"])),
+        Entry("image EfficientNet-Lite0 (ImageNet-initialised)", _gtzan(split, ["lite0"], train=lite)),
+        Entry("MLP on 57 features", _gtzan(split, ["mlp"])),
+        Entry("gradient boosting on 57 features", _gtzan(split, ["gbm"])),
+        Entry("logistic regression on 57 features", _gtzan(split, ["logreg"])),
+        Entry("fusion: mean (CNN, Lite0, MLP, GBM, LR)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("mean"), lite)),
+        Entry("fusion: weighted mean (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("weighted_mean"), lite)),
+        Entry("fusion: product (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("product"), lite)),
+        Entry("fusion: vote (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("vote"), lite)),
+        Entry("fusion: stacking (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("stacking"), lite)),
+        Entry("fusion: hierarchical (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("hierarchical"), lite)),
+        Entry("fusion: feature-level, joint (Lite0 + MLP)", _gtzan(split, ["lite0", "mlp"], {"strategy": "feature", "mode": "joint"}, lite)),
+        Entry("fusion: logit-level, joint (Lite0 + MLP)", _gtzan(split, ["lite0", "mlp"], {"strategy": "logit", "mode": "joint"}, lite)),
+        Entry("fusion: gated, joint (Lite0 + MLP)", _gtzan(split, ["lite0", "mlp"], {"strategy": "gated", "mode": "joint"}, lite)),
+    )
+
+
+GTZAN_FF_REFERENCES = (("MFCC + SVM", 53.4), ("musicnn + SVM", 77.2), ("VGGish + SVM", 77.6),
+                       ("Jukebox probe", 79.7), ("sample-level CNN", 82.1))
+
+register_suite(Suite(
+    "gtzan-ff", "GTZAN, fault-filtered split",
+    "published fault-filtered split (train 443 / valid 197 / test 290); images and the 57-feature table",
+    _gtzan_entries("fault_filtered"), GTZAN_FF_REFERENCES, target="best fusion above 83 %"))
+register_suite(Suite(
+    "gtzan-leaky", "GTZAN, random stratified split (leaky)",
+    "the same authors' random stratified split (500/250/250): artists and repeated tracks cross it",
+    _gtzan_entries("stratified"), notes=("Printed beside gtzan-ff to show what a leaky protocol adds.",)))
+
+
+def _emotify(inputs: dict, branches: dict, fusion: dict | None = None, train: dict | None = None) -> dict:
+    return {"data": {"path": "emotify", "workers": 2}, "inputs": inputs, "branches": branches, "fusion": fusion,
+            "train": {"epochs": 30, "patience": 8, **(train or {})},
+            "protocol": {"name": "repeated", "repeats": 10, "test_fraction": 0.2}}
+
+
+SPECTRA = {"stft": {"feature": "log_stft", "params": {"n_fft": 1024}}, "mel": {"feature": "log_mel"},
+           "mfcc": {"feature": "mfcc"}}
+MUSICNN = {"musicnn": {"feature": "musicnn_embedding", "params": {"pool": "meanmax"}}}
+SUMMARY = {"summary": {"feature": "summary_gtzan"}}
+WINDOWS = {"window_s": 3.0, "windows_per_track": 4}
+register_suite(Suite(
+    "emotify", "Emotify (400 clips, 4 genres)", "10 repeated stratified random 80/20 splits (the published protocol)",
+    (
+        Entry("late-fusion CNN (STFT, mel, MFCC)", _emotify(SPECTRA, {"spectra": {"model": "multispectral_late",
+              "inputs": ["stft", "mel", "mfcc"], "args": {"channels": [16, 32, 64, 64]}}}, train=WINDOWS)),
+        Entry("mel CNN, 3 s windows averaged", _emotify({"mel": SPECTRA["mel"]}, {"cnn": {"model": "cnn2d", "inputs": ["mel"]}},
+                                                        train=WINDOWS)),
+        Entry("gradient boosting on 57 summary features", _emotify(SUMMARY, {"gbm": {"model": "gbm", "inputs": ["summary"]}})),
+        Entry("musicnn (MSD) + SVM", _emotify(MUSICNN, {"svm": {"model": "svm", "inputs": ["musicnn"]}})),
+        Entry("fusion: weighted mean (musicnn SVM, summary GBM)",
+              _emotify({**MUSICNN, **SUMMARY}, {"svm": {"model": "svm", "inputs": ["musicnn"]},
+                                                 "gbm": {"model": "gbm", "inputs": ["summary"]}},
+                       {"strategy": "weighted_mean", "mode": "frozen"})),
+        Entry("fusion: stacking (musicnn SVM, summary GBM, mel CNN)",
+              _emotify({**MUSICNN, **SUMMARY, "mel": SPECTRA["mel"]},
+                       {"svm": {"model": "svm", "inputs": ["musicnn"]}, "gbm": {"model": "gbm", "inputs": ["summary"]},
+                        "cnn": {"model": "cnn2d", "inputs": ["mel"]}},
+                       {"strategy": "stacking", "mode": "frozen"}, WINDOWS)),
+    ),
+    (("late-fusion CNN over STFT/mel/MFCC", 74.9),), target="above 90 %"))
+
+
+def _recipe(name: str) -> dict:
+    """A shipped recipe as a suite entry (its data path made relative to the data root)."""
+    import yaml
+
+    from genrefusion.recipes import resolve_config
+
+    data = yaml.safe_load(resolve_config(name).read_text(encoding="utf-8"))
+    data["data"]["path"] = data["data"]["path"].replace("../shared/data/", "")
+    return data
+
+
+register_suite(Suite(
+    "lyrics-br", "Brazilian lyrics (7 genres)", "5 stratified folds grouped by artist: no artist on both sides",
+    (Entry("TF-IDF + logistic regression", _recipe("lyrics-br-tfidf")),
+     Entry("MiniLM (English) + logistic regression", _recipe("lyrics-br-minilm")),
+     Entry("fusion: weighted mean (TF-IDF, MiniLM)", _recipe("lyrics-br-fused")))))
+register_suite(Suite(
+    "mendeley", "Mendeley 1950-2019 sample: lyrics + six audio descriptors (7 genres)",
+    "5 stratified folds grouped by artist",
+    (Entry("TF-IDF lyrics + MLP descriptors, weighted mean", _recipe("mendeley-lyrics-audio")),
+     Entry("MiniLM lyrics + MLP descriptors, gated (joint)", _recipe("mendeley-gated")))))
+
+
+def entry_config(entry: Entry, *, data_root: str, quick: bool, seeds: int) -> dict:
+    """The entry's config for a run: data under ``data_root``; quick mode: one seed, few epochs."""
+    cfg = copy.deepcopy(entry.config)
+    cfg["data"]["path"] = f"{data_root.rstrip('/')}/{cfg['data']['path']}"
+    proto = cfg.setdefault("protocol", {})
+    train = cfg.setdefault("train", {})
+    if quick:
+        train["epochs"] = min(train.get("epochs", 30), 2)
+        proto["repeats"] = 1
+        proto["seeds"] = [0]
+        proto["folds"] = min(proto.get("folds", 5), 2) if proto.get("name") == "kfold" else proto.get("folds", 3)
+    elif proto.get("name", "holdout") in ("holdout", "two_stage"):
+        proto["seeds"] = list(range(seeds))
+    return cfg

@@ -1,0 +1,61 @@
+"""The benchmark machinery on the synthetic dataset: runs, a failing entry reported, the report written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genrefusion.benchmarks import suites as suites_mod
+from genrefusion.benchmarks.run import benchmark
+from genrefusion.benchmarks.suites import SUITES, Entry, Suite, entry_config
+from tests.conftest import SHARED, needs_shared
+from tests.training.conftest import synth_gtzan, synth_store  # noqa: F401  (fixtures)
+
+
+def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_store, tmp_path, monkeypatch):  # noqa: F811
+    base = {"data": {"path": synth_gtzan.name, "workers": 0}, "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}},
+            "inputs": {"table": {"feature": "table_row"}}}
+    suite = Suite("synth", "Synthetic", "holdout", (
+        Entry("logistic regression", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}),
+        Entry("broken", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}},
+                         "split": {"published": "no_such_split"}}),
+    ), references=(("someone 2020", 50.0),))
+    monkeypatch.setitem(SUITES, "synth", suite)
+    out = benchmark(["synth"], data_root=str(synth_gtzan.parent), out=tmp_path / "docs" / "BENCHMARKS.md",
+                    runs_dir=tmp_path / "runs", quick=False, seeds=2, store=str(synth_store), log=lambda m: None)
+    text = out.read_text()
+    assert "| logistic regression |" in text and "| broken | **failed** |" in text and "no_such_split" in text
+    assert "*published: someone 2020*" in text and "Do not edit by hand" in text
+    assert (tmp_path / "docs" / "benchmarks" / "synth-accuracy.png").is_file()
+    results = json.loads((tmp_path / "docs" / "benchmarks" / "results.json").read_text())
+    acc = results[0]["entries"][0]["accuracy"]
+    assert len(acc["values"]) == 2  # two seeds on the fixed split
+
+
+def test_quick_mode_shrinks_every_protocol():
+    for suite in SUITES.values():
+        for e in suite.entries:
+            cfg = entry_config(e, data_root="/data", quick=True, seeds=5)
+            assert cfg["data"]["path"].startswith("/data/")
+            assert cfg["train"]["epochs"] <= 2 and cfg["protocol"]["seeds"] == [0] and cfg["protocol"]["repeats"] == 1
+
+
+def test_every_suite_entry_is_a_valid_config():
+    from genrefusion.config import config_from_dict
+    from genrefusion.training.fit import validate_config
+    from genrefusion.training.prepare import check_inputs
+
+    for suite in suites_mod.SUITES.values():
+        for e in suite.entries:
+            cfg = config_from_dict(entry_config(e, data_root="../shared/data", quick=False, seeds=5))
+            validate_config(cfg)
+            check_inputs(cfg)
+
+
+@needs_shared
+@pytest.mark.slow
+def test_quick_benchmark_on_real_data(tmp_path):
+    out = benchmark(["mendeley"], data_root=str(SHARED), out=tmp_path / "B.md", runs_dir=tmp_path / "runs", quick=True,
+                    store=str(tmp_path / "store"), log=lambda m: None)
+    assert "**failed**" not in out.read_text()
