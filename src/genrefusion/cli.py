@@ -327,11 +327,20 @@ def train_cmd(config: str = typer.Argument(..., help="Run config (YAML or TOML),
 def evaluate_cmd(run: Path = typer.Argument(..., help="A run folder (with bundle/)."),
                  data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on every track of this dataset "
                                                      "instead of the run's test tracks."),
-                 kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP)):
+                 kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
+                 inputs: list[str] = typer.Option([], "--input", help="NAME=FEATURE: compute input NAME with another "
+                                                  "feature giving the same array (e.g. image=mel_image to apply a model "
+                                                  "trained on spectrogram PNGs to audio); repeatable.")):
     """Re-evaluate a trained run's model (test part, or another dataset)."""
     from genrefusion.training.run import evaluate_run
 
-    result = evaluate_run(run, data=data, kind=kind, log=_log)
+    pairs = {}
+    for item in inputs:
+        name, eq, feature = item.partition("=")
+        if not eq or not name or not feature:
+            raise ConfigError(f"--input expects NAME=FEATURE, got {item!r}")
+        pairs[name.strip()] = feature.strip()
+    result = evaluate_run(run, data=data, kind=kind, inputs=pairs or None, log=_log)
     t = result["track"]
     out.print(f"{result['n_tracks']} tracks: accuracy {t['accuracy']:.4f}, balanced accuracy "
               f"{t['balanced_accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}", highlight=False)

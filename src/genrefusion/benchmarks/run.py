@@ -34,6 +34,7 @@ class EntryResult:
     macro_f1: dict | None = None
     branches: dict = field(default_factory=dict)
     error: str = ""
+    extra: dict = field(default_factory=dict)  # suite-specific cells
 
 
 @dataclass
@@ -61,8 +62,10 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
             m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,
                           log=lambda msg: log(f"  {msg}")).metrics
             t = m["summary"]["track"]
+            extra = suite.after_run(entry, run_dir, data_root, lambda msg: log(f"  {msg}")) if suite.after_run else {}
             results.append(EntryResult(entry.label, str(run_dir), True, time.perf_counter() - t1, t["accuracy"],
-                                       t["macro_f1"], {b: v["accuracy"] for b, v in m["summary"].get("branches", {}).items()}))
+                                       t["macro_f1"], {b: v["accuracy"] for b, v in m["summary"].get("branches", {}).items()},
+                                       extra=extra))
         except Exception as err:  # one failing entry is reported, the suite goes on
             log(f"  FAILED: {err}")
             results.append(EntryResult(entry.label, str(run_dir), False, time.perf_counter() - t1,
@@ -137,15 +140,19 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
         s = res.suite
         lines += [f"## {s.title} (`{s.name}`)", "", f"Protocol: {s.protocol}. Track-level test accuracy and macro-F1 "
                   "(%, mean ± std over seeds, repeats or folds)." + (f" Target: {s.target}." if s.target else ""), ""]
-        lines += ["| model | accuracy | macro-F1 | each branch alone (accuracy) | wall s |", "|---|---|---|---|---|"]
+        extra = list(dict.fromkeys(k for e in res.entries for k in e.extra))
+        head = ["model", "accuracy", "macro-F1", "each branch alone (accuracy)", *extra, "wall s"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for e in res.entries:
+            cells = [e.extra.get(k, "—") for k in extra]
             if e.ok:
                 alone = ", ".join(f"{b} {_pct(v)}" for b, v in e.branches.items()) or ""
-                lines.append(f"| {e.label} | {_pct(e.accuracy)} | {_pct(e.macro_f1)} | {alone} | {e.seconds:.0f} |")
+                row = [e.label, _pct(e.accuracy), _pct(e.macro_f1), alone, *cells, f"{e.seconds:.0f}"]
             else:
-                lines.append(f"| {e.label} | **failed** | — | `{e.error}` | {e.seconds:.0f} |")
+                row = [e.label, "**failed**", "—", f"`{e.error}`", *cells, f"{e.seconds:.0f}"]
+            lines.append("| " + " | ".join(row) + " |")
         for label, value in s.references:
-            lines.append(f"| *published: {label}* | *{value:.1f}* | | | |")
+            lines.append("| " + " | ".join([f"*published: {label}*", f"*{value:.1f}*", *[""] * (len(head) - 2)]) + " |")
         lines.append("")
         ok = [e for e in res.entries if e.ok]
         if ok:

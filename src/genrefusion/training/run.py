@@ -19,6 +19,7 @@ import numpy as np
 
 from genrefusion.bundle import save_bundle
 from genrefusion.config import RunConfig, config_to_dict, save_config
+from genrefusion.errors import ConfigError
 from genrefusion.evaluation.metrics import mean_std
 from genrefusion.evaluation.report import plot_confusion, plot_history, write_confusion_csv, write_report
 from genrefusion.training.data import Windowing
@@ -100,10 +101,15 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
 
 
 def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: str | None = None,
+                 ids: list[str] | None = None, inputs: dict[str, str] | None = None, name: str | None = None,
                  log: Callable[[str], None] = print) -> dict:
-    """Re-evaluate a run's bundle: on the run's own test tracks, or on every track of another dataset.
+    """Re-evaluate a run's bundle: on the run's own test tracks, or on the tracks of another dataset
+    (``ids``: only these).
 
-    Writes ``evaluations/<name>/metrics.json`` and its confusion matrix; returns the metrics.
+    ``inputs`` maps an input name to another feature that yields the same array from another
+    source, e.g. ``{"image": "mel_image", "table": "summary_gtzan"}`` applies a model trained on
+    GTZAN's spectrogram PNGs and feature table to audio files. Writes ``evaluations/<name>/``
+    (metrics.json with each track's prediction, confusion matrix); returns the metrics.
     """
     from genrefusion.bundle import load_bundle
     from genrefusion.config import config_from_dict
@@ -115,17 +121,30 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
     cfg = config_from_dict(meta["config"], source=str(run_dir / "bundle" / "bundle.json"))
     if data is not None:
         cfg.data.path, cfg.data.kind, cfg.data.exclude, cfg.data.genres = str(data), kind, [], []
+    for input_name, feature in (inputs or {}).items():
+        if input_name not in cfg.inputs:
+            raise ConfigError(f"the model has no input {input_name!r}; its inputs: {sorted(cfg.inputs)}")
+        cfg.inputs[input_name].feature, cfg.inputs[input_name].params = feature, {}
     ds = open_run_dataset(cfg)
     if data is None:
         split = Split.load(run_dir / "split.csv", ds)
         ds = ds.subset(split.ids("test"))
+    if ids is not None:
+        ds = ds.subset([t for t in ids if t in ds])
     td, problems = load_track_data(cfg, ds, labels=fitted.labels)
-    track, window, _ = evaluate(fitted, td, meta["aggregate"], cfg.eval.top_k)
-    name = "test" if data is None else (Path(data).stem or "data")
+    for n, d in td.inputs.items():
+        want = tuple(fitted.inputs[n]["shape"])
+        if d.example_shape(fitted.windowing.window_s) != want:
+            raise ConfigError(f"input {n!r} ({d.feature}) gives examples of shape "
+                              f"{d.example_shape(fitted.windowing.window_s)}; the model was trained on {want}")
+    track, window, tp = evaluate(fitted, td, meta["aggregate"], cfg.eval.top_k)
+    name = name or ("test" if data is None else (Path(data).stem or "data"))
     out = run_dir / "evaluations" / name
     out.mkdir(parents=True, exist_ok=True)
     result = {"run": str(run_dir), "data": str(data or cfg.data.path), "n_tracks": len(td), "track": track,
-              "window": window, "problems": problems}
+              "window": window, "problems": problems,
+              "inputs": {n: d.feature for n, d in td.inputs.items()},
+              "predictions": {t: fitted.labels[int(i)] for t, i in zip(td.ids, tp.argmax(1))}}
     (out / "metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     write_confusion_csv(track["confusion"], fitted.labels, out / "confusion.csv")
     plot_confusion(track["confusion"], fitted.labels, out / "confusion.png", title=f"{cfg.name} on {name}")
