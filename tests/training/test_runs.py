@@ -228,3 +228,14 @@ def test_a_killed_train_command_resumes_and_ends_as_an_uninterrupted_run(synth_g
     a = torch.load(tmp_path / "whole" / "bundle" / "weights.pt", weights_only=True)["branch/mlp"]
     b = torch.load(tmp_path / "killed" / "bundle" / "weights.pt", weights_only=True)["branch/mlp"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_evaluate_with_another_feature_checks_the_shapes(synth_gtzan, synth_store, tmp_path):
+    cfg = make_config(synth_gtzan, synth_store, fusion=None, inputs={"mel": {"feature": "log_mel", "params": {"n_mels": 32}}},
+                      branches={"cnn": {"model": "cnn2d", "inputs": ["mel"], "args": {"channels": [8]}}},
+                      train={"epochs": 1, "window_s": 1.0, "windows_per_track": 1})
+    train_run(cfg, tmp_path / "run", log=lambda m: None)
+    with pytest.raises(ConfigError, match=r"input 'mel' \(mfcc\) gives examples of shape \(1, 60, 43\); the model was trained on"):
+        evaluate_run(tmp_path / "run", data=synth_gtzan, inputs={"mel": "mfcc"}, log=lambda m: None)
+    with pytest.raises(ConfigError, match="has no input 'image'"):
+        evaluate_run(tmp_path / "run", data=synth_gtzan, inputs={"image": "mel_image"}, log=lambda m: None)
