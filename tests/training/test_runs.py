@@ -129,6 +129,8 @@ def test_bad_configs_fail_before_training(synth_gtzan, synth_store, tmp_path):
         run(branches={"x": {"model": "cnn3d", "inputs": ["mel"]}}, fusion=None, inputs={"mel": {"feature": "log_mel"}})
     with pytest.raises(ConfigError, match="unknown fusion strategy"):
         run(fusion={"strategy": "magic"})
+    with pytest.raises(ConfigError, match="eval.aggregate must be one of"):
+        run(eval={"aggregate": "median"})
     with pytest.raises(ConfigError, match="unknown feature 'log_mell'"):
         run(inputs={"mel": {"feature": "log_mell"}, "table": {"feature": "table_row"}})
     with pytest.raises(ConfigError, match="decision-level"):

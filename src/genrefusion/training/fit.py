@@ -134,8 +134,14 @@ class OutputValidation:
 
 def validate_config(cfg: RunConfig) -> None:
     """Every name and combination checked before any data is read or model trained."""
+    from genrefusion.evaluation.metrics import AGGREGATORS
+
     if not cfg.branches:
         raise ConfigError("the config has no branches")
+    if cfg.eval.aggregate not in AGGREGATORS:
+        raise ConfigError(f"eval.aggregate must be one of {sorted(AGGREGATORS)}, got {cfg.eval.aggregate!r}")
+    if cfg.train.schedule not in ("cosine", "constant"):
+        raise ConfigError(f"train.schedule must be 'cosine' or 'constant', got {cfg.train.schedule!r}")
     for name, b in cfg.branches.items():
         try:
             spec = get_branch(b.model)
