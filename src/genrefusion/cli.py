@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from genrefusion import __version__
+from genrefusion.benchmarks import DEFAULT_DATA_ROOT
 from genrefusion.errors import ConfigError, GenreFusionError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -377,7 +378,7 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
 @app.command("benchmark")
 def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (default: all; see --list)."),
                   quick: bool = typer.Option(False, "--quick", help="One seed, two epochs: proves the code runs."),
-                  data: Path = typer.Option(Path("../shared/data"), "--data", help="Root of the shared data."),
+                  data: Path = typer.Option(Path(DEFAULT_DATA_ROOT), "--data", help="Root of the shared data."),
                   report: Path = typer.Option(Path("docs/BENCHMARKS.md"), "--out", help="The report to write."),
                   runs: Path = typer.Option(Path("runs/benchmarks"), "--runs", help="Where the suites' run folders go."),
                   store: Path = typer.Option(Path("store"), "--store", help="Feature store shared by all runs."),

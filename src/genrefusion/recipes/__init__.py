@@ -2,7 +2,7 @@
 
 ``genrefusion train NAME`` takes a recipe by name (``genrefusion recipes list``); ``--set``
 overrides any key, e.g. ``--set data.path=/my/gtzan`` or ``--set train.window_s=3``. Recipes
-read the shared data from ``../shared/data`` relative to where they are run (the repository root).
+read the project's shared real data by a path relative to the repository root, where they are run.
 """
 
 from __future__ import annotations
