@@ -21,7 +21,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from genrefusion import __version__
-from genrefusion.benchmarks import DEFAULT_DATA_ROOT
 from genrefusion.errors import ConfigError, GenreFusionError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -378,7 +377,8 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
 @app.command("benchmark")
 def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (default: all; see --list)."),
                   quick: bool = typer.Option(False, "--quick", help="One seed, two epochs: proves the code runs."),
-                  data: Path = typer.Option(Path(DEFAULT_DATA_ROOT), "--data", help="Root of the shared data."),
+                  data: Optional[Path] = typer.Option(None, "--data", help="Root of the shared data (default: the "
+                                                      "recipes' data_root in recipes/defaults.yaml)."),
                   report: Path = typer.Option(Path("docs/BENCHMARKS.md"), "--out", help="The report to write."),
                   runs: Path = typer.Option(Path("runs/benchmarks"), "--runs", help="Where the suites' run folders go."),
                   store: Path = typer.Option(Path("store"), "--store", help="Feature store shared by all runs."),
@@ -387,6 +387,7 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
     """Run benchmark suites on the shared data and regenerate docs/BENCHMARKS.md."""
     from genrefusion.benchmarks.run import benchmark
     from genrefusion.benchmarks.suites import SUITES
+    from genrefusion.recipes import data_root
 
     if list_only:
         table = Table("suite", "title", "models", "protocol")
@@ -395,7 +396,7 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
             table.add_row(s.name, s.title, str(len(s.entries)), s.protocol)
         out.print(table)
         return
-    path = benchmark(list(suites or SUITES), data_root=str(data), out=report, runs_dir=runs, quick=quick, seeds=seeds,
+    path = benchmark(list(suites or SUITES), data_root=str(data or data_root()), out=report, runs_dir=runs, quick=quick, seeds=seeds,
                      store=str(store), log=_log)
     out.print(f"wrote {path}", highlight=False)
 

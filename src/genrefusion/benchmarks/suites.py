@@ -1,6 +1,6 @@
 """The benchmark suites: which models run on which data under which protocol, and the published
 figures printed beside them. Entries are run configs (dicts, as in a YAML file) whose data paths
-are relative to the data root (:data:`genrefusion.benchmarks.DEFAULT_DATA_ROOT` by default)."""
+are relative to the data root (the recipes' ``data_root``, see ``recipes/defaults.yaml``)."""
 
 from __future__ import annotations
 
@@ -141,9 +141,9 @@ def _recipe(name: str) -> dict:
     from genrefusion.recipes import resolve_config
 
     data = yaml.safe_load(resolve_config(name).read_text(encoding="utf-8"))
-    from genrefusion.benchmarks import DEFAULT_DATA_ROOT
+    from genrefusion.recipes import data_root
 
-    data["data"]["path"] = data["data"]["path"].replace(DEFAULT_DATA_ROOT.rstrip("/") + "/", "")
+    data["data"]["path"] = data["data"]["path"].replace(data_root().rstrip("/") + "/", "")
     return data
 
 

@@ -22,9 +22,14 @@ class Recipe:
     path: Path
 
 
+def data_root() -> str:
+    """The shared-data root the recipes point at (``defaults.yaml``), e.g. for ``genrefusion benchmark``."""
+    return str(yaml.safe_load((HERE / "defaults.yaml").read_text(encoding="utf-8"))["data_root"])
+
+
 def list_recipes() -> list[Recipe]:
     out = []
-    for path in sorted(HERE.glob("*.yaml")):
+    for path in sorted(p for p in HERE.glob("*.yaml") if p.name != "defaults.yaml"):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         out.append(Recipe(path.stem, str(data.get("description", "")).split("\n")[0], path))
     return out
