@@ -54,3 +54,23 @@ def genre_tree(tmp_path) -> Path:
         for i in range(4):
             write(root / genre / f"{genre}.{i:05d}.wav", make(i))
     return root
+
+
+def fit_steps(module, forward, y, *, lr: float, max_steps: int = 200, min_steps: int | None = None,
+              stop_loss: float = 0.02) -> list[float]:
+    """Train ``module`` with Adam on cross-entropy of ``forward()["logits"]`` against ``y``; stop after
+    ``min_steps`` (default: all) once the loss is under ``stop_loss``. Returns the losses."""
+    import torch
+
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
+    module.train()
+    losses = []
+    for step in range(max_steps):
+        loss = torch.nn.functional.cross_entropy(forward()["logits"], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if min_steps is not None and step >= min_steps and loss.item() < stop_loss:
+            break
+    return losses

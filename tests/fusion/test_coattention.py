@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from genrefusion.fusion.model import FusionModel
+from tests.conftest import fit_steps
 
 N, T, D = 160, 6, 8
 
@@ -25,13 +26,7 @@ def paired(seed: int):
 
 def train(model, x, y, steps=300):
     torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(x)["logits"], y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_steps(model, lambda: model(x), y, lr=3e-3, max_steps=steps)
     return model
 
 

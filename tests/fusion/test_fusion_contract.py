@@ -11,6 +11,7 @@ import torch
 
 from genrefusion.errors import ModelError
 from genrefusion.fusion import FUSIONS, build_fusion
+from tests.conftest import fit_steps
 
 N_CLASSES, N = 3, 30
 TWO = {"a": (8, N_CLASSES), "b": (6, N_CLASSES)}
@@ -55,16 +56,8 @@ def test_fusion_contract(name):
         return
     out = fusion(outs)
     assert out["logits"].shape == (N, N_CLASSES)
-    params = list(fusion.parameters())
-    if params:  # early fusion has nothing of its own to train
-        opt = torch.optim.Adam(params, lr=1e-2)
-        losses = []
-        for _ in range(200):
-            loss = torch.nn.functional.cross_entropy(fusion(outs)["logits"], y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+    if list(fusion.parameters()):  # early fusion has nothing of its own to train
+        losses = fit_steps(fusion, lambda: fusion(outs), y, lr=1e-2)
         assert losses[-1] < 0.5 * losses[0]
     fusion.eval()
     with torch.no_grad():

@@ -11,6 +11,7 @@ import torch
 
 from genrefusion.errors import ModelError
 from genrefusion.models import BRANCHES, build_branch
+from tests.conftest import fit_steps
 
 N_CLASSES = 3
 SHAPES = {"matrix": (1, 24, 32), "vector": (12,), "waveform": (1, 2187), "text": (0,)}
@@ -98,17 +99,8 @@ def test_branch_contract(name):
     assert out["embedding"].shape == (len(y), model.embedding_dim)
     assert out["logits"].shape == (len(y), N_CLASSES)
 
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR.get(name, 3e-3))
-    losses = []
-    model.train()
-    for step in range(200):
-        loss = torch.nn.functional.cross_entropy(model(x)["logits"], y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if step >= MIN_STEPS.get(name, 60) and loss.item() < 0.02:  # 60 steps at least: batch-norm running statistics settle
-            break
+    # 60 steps at least: batch-norm running statistics settle before the eval-mode check
+    losses = fit_steps(model, lambda: model(x), y, lr=LR.get(name, 3e-3), min_steps=MIN_STEPS.get(name, 60))
     model.eval()
     with torch.no_grad():
         acc = (model(x)["logits"].argmax(1) == y).float().mean().item()

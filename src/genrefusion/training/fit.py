@@ -68,12 +68,6 @@ def predict_windows(model, data: TrackData, windowing: Windowing, *, windows=Non
     return np.concatenate(fused), idx, {n: np.concatenate([b[n] for b in alone]) for n in alone[0]}
 
 
-def predict_tracks(model, data: TrackData, windowing: Windowing, how: str = "mean") -> np.ndarray:
-    """``(n_tracks, C)`` probabilities: window predictions aggregated per track."""
-    p, idx = predict_windows(model, data, windowing)
-    return aggregate(p, idx, len(data), how)
-
-
 class WindowSource:
     """Random windows of every training track each epoch; struggling classes may get more (hyper-dynamic)."""
 
