@@ -33,6 +33,8 @@ splits_app = typer.Typer(help="Make leak-checked splits.", no_args_is_help=True)
 store_app = typer.Typer(help="Inspect a feature store.", no_args_is_help=True)
 models_app = typer.Typer(help="The registered branch models and fusion strategies.", no_args_is_help=True)
 recipes_app = typer.Typer(help="The shipped run configs (published systems).", no_args_is_help=True)
+model_app = typer.Typer(help="The model that predict, tag and serve use.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 app.add_typer(models_app, name="models")
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(datasets_app, name="datasets")
@@ -428,6 +430,172 @@ def tags_cmd(paths: list[Path] = typer.Argument(..., help="Audio files."),
     for f in failed:
         err.print(f"error: {f}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
+
+
+MODEL_HELP = "A model bundle, or a run folder with bundle/ (default: the model shipped with genrefusion)."
+BACKEND_HELP = "torch, or onnx (needs `genrefusion export --onnx` on the bundle first)."
+FORMATS = ("text", "json", "jsonl", "csv")
+
+
+@model_app.command("info")
+def model_info(model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+               as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """The model card: labels, training data, protocol, measured accuracy, inputs."""
+    from genrefusion.bundle import read_meta
+    from genrefusion.inference.predictor import resolve_bundle
+
+    folder = resolve_bundle(model)
+    meta = read_meta(folder)
+    card = {"bundle": str(folder), "name": meta.get("config", {}).get("name"), "labels": meta["labels"],
+            **meta.get("card", {}), "created": meta.get("created"),
+            "inputs": {n: (i.get("audio") or {}).get("feature") for n, i in meta["inputs"].items()},
+            "size_mb": round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6, 2)}
+    if as_json:
+        print(json.dumps(card, indent=1))
+        return
+    for key, value in card.items():
+        text = ", ".join(value) if isinstance(value, list) else value
+        out.print(f"[bold]{key}[/]: {text}", highlight=False, soft_wrap=True)
+
+
+@model_app.command("package")
+def model_package(run: Path = typer.Argument(..., help="A run folder of the default-model recipe.")):
+    """Copy a run's bundle into the installed package as the default model (for maintainers)."""
+    import shutil
+
+    from genrefusion.bundle import read_meta
+    from genrefusion.inference.predictor import DEFAULT_BUNDLE, resolve_bundle
+
+    folder = resolve_bundle(run)
+    read_meta(folder)
+    if DEFAULT_BUNDLE.exists():
+        shutil.rmtree(DEFAULT_BUNDLE)
+    shutil.copytree(folder, DEFAULT_BUNDLE, ignore=shutil.ignore_patterns("onnx", "*.tmp"))
+    out.print(f"default model <- {folder} ({DEFAULT_BUNDLE})", highlight=False)
+
+
+def _bar(p: float, width: int = 30) -> str:
+    full = int(round(p * width))
+    return "█" * full + "░" * (width - full)
+
+
+@app.command("predict")
+def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folders (recursive) or globs."),
+                model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+                top: int = typer.Option(3, "--top", min=1, help="Genres shown per file."),
+                fmt: str = typer.Option("text", "--format", help="text (bars), json, jsonl or csv."),
+                timeline: bool = typer.Option(False, "--timeline", help="Also the genre of each window in time."),
+                workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+                backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP)):
+    """Genres of audio files. Bad files are reported and skipped (exit code 3 if any)."""
+    import csv as csv_mod
+
+    from genrefusion.inference.predictor import Predictor, expand_paths, predict_files
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    files, failed = expand_paths(paths)
+    predictor = Predictor(model, backend=backend)  # fails here, once, for a bad --model
+    top = min(top, len(predictor.labels))
+    results = []
+    writer = csv_mod.writer(sys.stdout) if fmt == "csv" else None
+    if writer:
+        writer.writerow(["path", "start_s", "end_s", *[f"{k}{i}" for i in range(1, top + 1) for k in ("genre", "p")]])
+    for path, pred, error in predict_files(files, bundle=model, workers=workers, backend=backend):
+        if error is not None:
+            failed.append(error)
+            err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+            continue
+        d = pred.to_dict(top_k=top, timeline=timeline)
+        if fmt == "json":
+            results.append(d)
+        elif fmt == "jsonl":
+            print(json.dumps(d), flush=True)
+        elif writer:
+            rows = [(None, None, pred.top(top))] + ([(w.start_s, w.end_s, sorted(zip(pred.labels, w.proba),
+                                                     key=lambda t: -t[1])[:top]) for w in pred.windows]
+                                                    if timeline else [])
+            for start, end, best in rows:
+                writer.writerow([path, "" if start is None else f"{start:.2f}", "" if end is None else f"{end:.2f}",
+                                 *[v for g, p in best for v in (g, f"{p:.5f}")]])
+        else:
+            out.print(f"[bold]{path}[/] ({d['duration_s']:.1f} s)", highlight=False, soft_wrap=True)
+            for g, p in pred.top(top):
+                out.print(f"  {g:<12} {_bar(p)} {100 * p:5.1f} %", highlight=False)
+            for w in d.get("timeline", []):
+                out.print(f"    {w['start_s']:7.1f}-{w['end_s']:7.1f} s  {w['genre']:<12} {100 * w['probability']:5.1f} %",
+                          highlight=False)
+    if fmt == "json":
+        print(json.dumps(results, indent=1))
+    if failed and fmt == "text":
+        err.print(f"{len(failed)} file(s) failed", markup=False)
+    raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
+
+
+@app.command("tag")
+def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned recursively)."),
+            db: Path = typer.Option(Path("genrefusion-tags.sqlite"), "--db", help="SQLite file of results; a re-run "
+                                    "resumes and only processes new or changed files."),
+            model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+            workers: int = typer.Option(2, "--workers", min=1, help="Worker processes."),
+            backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP),
+            export_to: Optional[Path] = typer.Option(None, "--export", help="Also write every result to this "
+                                                     ".csv or .json file."),
+            write_tags: bool = typer.Option(False, "--write-tags", help="Write the predicted genre into each "
+                                            "file's genre tag (mutagen)."),
+            overwrite: bool = typer.Option(False, "--overwrite", help="With --write-tags: replace existing genres."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="With --write-tags: only show what would change.")):
+    """Tag a whole library: predictions go to an SQLite file; files' own tags only with --write-tags."""
+    from genrefusion.inference.library import LibraryDB, export, tag_library, write_genre_tags
+
+    if (overwrite or dry_run) and not write_tags:
+        raise ConfigError("--overwrite and --dry-run apply to --write-tags; add it")
+    with LibraryDB(db) as database, _progress("tagging") as update:
+        report = tag_library(library, database, bundle=model, workers=workers, backend=backend, on_progress=update,
+                             on_error=lambda p, e: err.print(f"error: {e}", markup=False, highlight=False,
+                                                             soft_wrap=True))
+        out.print(f"{report.found} audio files: {report.skipped} unchanged, {report.tagged} tagged, "
+                  f"{report.failed} failed in {report.seconds:.1f} s -> {db}", highlight=False)
+        if export_to:
+            out.print(f"wrote {export(database, export_to)} rows to {export_to}", highlight=False)
+        if write_tags:
+            changes = write_genre_tags(database, dry_run=dry_run, overwrite=overwrite)
+            for c in changes:
+                if c.action != "same":
+                    verb = {"write": "would write" if dry_run else "wrote", "keep": "kept existing"}.get(c.action, c.action)
+                    out.print(f"{c.path}: {verb} genre {c.old!r} -> {c.new!r}" if c.action == "write"
+                              else f"{c.path}: {verb} {c.old!r} (predicted {c.new!r})", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_PARTIAL if report.failed else EXIT_OK)
+
+
+@app.command("serve")
+def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (localhost by default)."),
+              port: int = typer.Option(8000, "--port"),
+              model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+              backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP),
+              max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest upload accepted."),
+              timeout: float = typer.Option(60.0, "--timeout", help="Seconds a request may wait and run."),
+              concurrency: int = typer.Option(2, "--concurrency", min=1, help="Predictions run at once.")):
+    """The HTTP service: POST /predict, GET /health, GET /model, and a web page at /."""
+    from genrefusion.inference.predictor import Predictor
+    from genrefusion.inference.service import ServiceConfig, serve
+
+    serve(Predictor(model, backend=backend), host=host, port=port,
+          config=ServiceConfig(max_upload_mb=max_upload_mb, timeout_s=timeout, concurrency=concurrency))
+
+
+@app.command("export")
+def export_cmd(model: Optional[Path] = typer.Argument(None, help=MODEL_HELP),
+               onnx: bool = typer.Option(False, "--onnx", help="Export the networks to ONNX (bundle/onnx/)."),
+               atol: float = typer.Option(1e-4, "--atol", help="Largest difference from torch accepted.")):
+    """Export a bundle's networks to ONNX, checked against torch, for --backend onnx."""
+    from genrefusion.inference.onnx import export_onnx
+    from genrefusion.inference.predictor import resolve_bundle
+
+    if not onnx:
+        raise ConfigError("name a format: --onnx")
+    for path in export_onnx(resolve_bundle(model), atol=atol):
+        out.print(f"wrote {path}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,10 @@ class InputConfig:
     seconds: float | None = None  # duration an image's width covers (GTZAN's images: 30 s); audio: from sr/hop
     resize: list[int] | None = None  # [height, width] each example is resized to (bilinear), e.g. for ImageNet nets
     channels: int | None = None  # repeat a 1-channel input to this many channels (3 for RGB backbones)
+    # For an input read from images or a table: the audio feature that yields the same array, so
+    # that the trained bundle predicts on audio files (e.g. image_pixels <- mel_image).
+    audio_feature: str | None = None
+    audio_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,6 +124,9 @@ class TrainConfig:
 class EvalConfig:
     aggregate: str = "mean"  # window -> track: "mean" (of probabilities), "vote" or "max"
     top_k: int = 3
+    # Predicting on audio of any length: features are computed on segments of this many seconds
+    # (the training clips' length), and their windows are aggregated to the file.
+    segment_s: float = 30.0
 
 
 @dataclass

@@ -14,28 +14,47 @@ import librosa
 import numpy as np
 from scipy import stats
 
+from genrefusion.errors import FeatureError
 from genrefusion.features.registry import register_feature
 from genrefusion.features.spectral import magnitude_stft
 
 _GTZAN_SCALARS = ("chroma_stft", "rms", "spectral_centroid", "spectral_bandwidth", "rolloff",
                   "zero_crossing_rate", "harmony", "perceptr")
+_HPSS_SCALARS = ("harmony", "perceptr")
 
 
-def summary_gtzan_names(**_) -> list[str]:
-    """The 57 column names, in the order of ``features_30_sec.csv``."""
-    names = [f"{base}_{stat}" for base in _GTZAN_SCALARS for stat in ("mean", "var")]
+def summary_gtzan_names(*, hpss: bool = True, **_) -> list[str]:
+    """The 57 column names, in the order of ``features_30_sec.csv``; 53 without ``hpss``."""
+    names = [f"{base}_{stat}" for base in _GTZAN_SCALARS if hpss or base not in _HPSS_SCALARS
+             for stat in ("mean", "var")]
     names.append("tempo")
     names += [f"mfcc{i}_{stat}" for i in range(1, 21) for stat in ("mean", "var")]
     return names
 
 
-@register_feature("summary_gtzan", input="audio", shape="(57,)", default=True, names=summary_gtzan_names,
+_ALL_GTZAN_COLUMNS = summary_gtzan_names()
+
+
+@register_feature("gtzan_table_row", input="table", shape="(57,), or (53,) without hpss", names=summary_gtzan_names,
                   layout="vector")
-def summary_gtzan(y: np.ndarray, *, sr: int) -> np.ndarray:
+def gtzan_table_row(row: np.ndarray, *, hpss: bool = True) -> np.ndarray:
+    """A row of GTZAN's 57-column feature table; ``hpss=False`` drops the four harmony/perceptr
+    columns, matching ``summary_gtzan(hpss=False)`` (which is 15x faster to compute from audio)."""
+    row = np.asarray(row, dtype=np.float32)
+    if row.shape != (len(_ALL_GTZAN_COLUMNS),):
+        raise FeatureError(f"gtzan_table_row: expected the {len(_ALL_GTZAN_COLUMNS)} columns of features_30_sec.csv, "
+                           f"got shape {row.shape}")
+    keep = [_ALL_GTZAN_COLUMNS.index(c) for c in summary_gtzan_names(hpss=hpss)]
+    return row[keep]
+
+
+@register_feature("summary_gtzan", input="audio", shape="(57,), or (53,) without hpss", default=True,
+                  names=summary_gtzan_names, layout="vector")
+def summary_gtzan(y: np.ndarray, *, sr: int, hpss: bool = True) -> np.ndarray:
     """The 57 GTZAN table features (librosa defaults; mean and variance over frames).
 
-    The harmonic/percussive separation is ~90 % of its ~2 s per 30 s clip; it is kept because the
-    table's harmony/perceptr columns need it.
+    The harmonic/percussive separation is ~90 % of its ~1.5 s per 30 s clip; ``hpss=False`` leaves
+    out its four columns (harmony/perceptr mean and variance).
     """
     S = magnitude_stft(y)  # one STFT feeds chroma, centroid, bandwidth, roll-off and the mel bands
     power = S**2
@@ -48,7 +67,8 @@ def summary_gtzan(y: np.ndarray, *, sr: int) -> np.ndarray:
         librosa.feature.spectral_rolloff(S=S, sr=sr),
         librosa.feature.zero_crossing_rate(y),
     ]
-    frame_feats += list(librosa.effects.hpss(y))
+    if hpss:
+        frame_feats += list(librosa.effects.hpss(y))
     out = [v for f in frame_feats for v in (np.mean(f), np.var(f))]
     # The table's tempo is beat_track's (checked to all digits on the shared clips), not feature.tempo's.
     onsets = librosa.onset.onset_strength(S=mel_db, sr=sr, aggregate=np.median)  # as beat_track(y=...) does

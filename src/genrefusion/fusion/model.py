@@ -207,11 +207,10 @@ class FrozenFusion:
     def branch_outputs(self, x: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
         out = {}
         for name, b in self.branches.items():
-            if isinstance(b, FusionModel):
-                b.eval()
-                out[name] = b(x)["branches"][name]
-            else:
+            if hasattr(b, "prepare"):  # classical: fitted on vectors
                 out[name] = b(b.prepare([x[i] for i in self.branch_inputs[name]]))
+            else:  # a one-branch network (a FusionModel, or its ONNX stand-in)
+                out[name] = b.eval()(x)["branches"][name]
         return out
 
     @torch.no_grad()

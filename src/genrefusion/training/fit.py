@@ -25,6 +25,7 @@ from genrefusion.config import RunConfig, TrainConfig
 from genrefusion.errors import ConfigError, ModelError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.fusion.model import LAYOUT_INPUT, FrozenFusion, FusionModel
+from genrefusion.features.registry import get_feature
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.registry import build_branch, get_branch
 from genrefusion.registries import check_args
@@ -47,10 +48,22 @@ class Fitted:
 
 
 def input_meta(cfg: RunConfig, data: TrackData, windowing: Windowing) -> dict[str, dict]:
-    """What each input is, for model construction and for the bundle."""
+    """What each input is, for model construction and for the bundle (``audio``: how to compute it
+    from audio, or None where it cannot be)."""
     return {n: {"feature": d.feature, "layout": d.layout, "fps": d.fps, "shape": list(d.example_shape(windowing.window_s)),
                 "resize": cfg.inputs[n].resize, "channels": cfg.inputs[n].channels, "seconds": cfg.inputs[n].seconds,
-                "store_spec": d.spec} for n, d in data.inputs.items()}
+                "store_spec": d.spec, "audio": audio_source(cfg, n, d.spec)} for n, d in data.inputs.items()}
+
+
+def audio_source(cfg: RunConfig, name: str, stored_spec: dict) -> dict | None:
+    """``{"feature", "params", "sr"}`` that computes input ``name`` from a signal, or None."""
+    inp = cfg.inputs[name]
+    if get_feature(inp.feature).input == "audio":
+        return {"feature": inp.feature, "params": dict(stored_spec.get("params", {})), "sr": cfg.data.sr}
+    if inp.audio_feature:
+        return {"feature": inp.audio_feature, "params": get_feature(inp.audio_feature).resolve(inp.audio_params),
+                "sr": cfg.data.sr}
+    return None
 
 
 def predict_windows(model, data: TrackData, windowing: Windowing, *, windows=None, branches: bool = False):

@@ -38,6 +38,11 @@ def check_inputs(cfg: RunConfig) -> None:
     for name, inp in cfg.inputs.items():
         try:
             get_feature(inp.feature).resolve(inp.params)
+            if inp.audio_feature:
+                audio = get_feature(inp.audio_feature)
+                audio.resolve(inp.audio_params)
+                if audio.input != "audio":
+                    raise ConfigError(f"audio_feature {audio.name!r} is computed from {audio.input}, not audio")
         except Exception as err:
             raise ConfigError(f"inputs.{name}: {err}") from None
     for name, b in cfg.branches.items():

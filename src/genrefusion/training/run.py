@@ -91,8 +91,12 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
             for tid, p in zip(e.test_ids, e.test_proba):
                 w.writerow([e.name, tid, ds[tid].genre, data.labels[int(np.argmax(p))], *[f"{x:.5f}" for x in p]])
     save_bundle(first.fitted, run_dir / "bundle", aggregate=cfg.eval.aggregate, config=config_to_dict(cfg),
-                card={"trained_on": cfg.data.path, "protocol": cfg.protocol.name,
-                      "test_accuracy": first.track["accuracy"], "evaluation": first.name})
+                card={"description": " ".join(cfg.description.split()), "trained_on": cfg.data.path,
+                      "split": cfg.split.published or cfg.split.file or "random", "protocol": cfg.protocol.name,
+                      "evaluation": first.name, "n_test_tracks": len(first.test_ids),
+                      "test_accuracy": first.track["accuracy"], "test_macro_f1": first.track["macro_f1"],
+                      "branches_test_accuracy": {b: m["accuracy"] for b, m in first.track.get("branches", {}).items()},
+                      "reference": cfg.reference})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     write_report(run_dir, metrics, config_to_dict(cfg), problems=problems, plots=plots)
     log(f"done in {metrics['seconds']:.1f} s: test accuracy {metrics['summary']['track']['accuracy']['mean']:.4f} "
