@@ -1,0 +1,209 @@
+"""Tag a whole music library: predictions kept in an SQLite file, so runs resume and re-runs are cheap.
+
+A file is (re)tagged when the database has no row for it with the same size, modification time
+and model; so an interrupted run picks up where it stopped and a re-run touches only new or
+changed files. Results are committed as they arrive. Writing the genre into the files' own tags
+(mutagen) is a separate, explicit step that never replaces an existing genre unless asked.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from genrefusion.audio import is_audio_path
+from genrefusion.errors import GenreFusionError
+from genrefusion.inference.predictor import predict_files, resolve_bundle
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tracks (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,          -- 'ok' or 'error'
+    genre TEXT,
+    probabilities TEXT,            -- JSON {genre: probability}
+    duration_s REAL,
+    error TEXT,
+    tagged_at REAL NOT NULL
+)"""
+EXPORT_COLUMNS = ("path", "status", "genre", "probability", "probabilities", "duration_s", "error")
+
+
+def model_id(bundle: str | Path | None) -> str:
+    """A short hash of the bundle's metadata and weights: a new model re-tags everything."""
+    folder = resolve_bundle(bundle)
+    h = hashlib.sha1()
+    for name in ("bundle.json", "weights.pt", "objects.pkl"):
+        if (folder / name).is_file():
+            h.update((folder / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def scan(root: str | Path) -> list[Path]:
+    """Audio files under ``root`` (recursive, sorted), or ``root`` itself if it is one."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise GenreFusionError("library folder not found", path=root)
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_audio_path(p))
+
+
+@dataclass
+class TagReport:
+    found: int
+    skipped: int  # unchanged since an earlier run with the same model
+    tagged: int
+    failed: int
+    seconds: float
+
+
+class LibraryDB:
+    """The SQLite file of a library's predictions."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path))
+        self.conn.execute(SCHEMA)
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "LibraryDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def pending(self, files: list[Path], model: str) -> list[Path]:
+        """Files without a current row (new, changed, or tagged by another model)."""
+        rows = {p: (s, m, mod) for p, s, m, mod in self.conn.execute("SELECT path, size, mtime_ns, model FROM tracks")}
+        out = []
+        for f in files:
+            st = f.stat()
+            if rows.get(str(f.resolve())) != (st.st_size, st.st_mtime_ns, model):
+                out.append(f)
+        return out
+
+    def record(self, path: str, model: str, prediction, error: str | None) -> None:
+        p = Path(path)
+        st = p.stat()
+        probs = dict(zip(prediction.labels, map(float, prediction.proba))) if prediction is not None else None
+        self.conn.execute(
+            "INSERT OR REPLACE INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (str(p.resolve()), st.st_size, st.st_mtime_ns, model, "ok" if prediction is not None else "error",
+             prediction.top(1)[0][0] if prediction is not None else None, json.dumps(probs) if probs else None,
+             prediction.duration_s if prediction is not None else None, error, time.time()))
+
+    def rows(self) -> Iterator[dict]:
+        cur = self.conn.execute("SELECT path, status, genre, probabilities, duration_s, error FROM tracks ORDER BY path")
+        for path, status, genre, probs, duration, error in cur:
+            probs = json.loads(probs) if probs else {}
+            yield {"path": path, "status": status, "genre": genre, "probability": probs.get(genre),
+                   "probabilities": probs, "duration_s": duration, "error": error}
+
+
+def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = None, workers: int = 1,
+                backend: str = "torch", on_progress: Callable[[int, int], None] | None = None,
+                on_error: Callable[[str, str], None] | None = None, commit_every_s: float = 2.0) -> TagReport:
+    """Predict every new or changed audio file under ``root`` and record it in ``db``."""
+    t0 = time.perf_counter()
+    files = scan(root)
+    model = model_id(bundle)
+    todo = db.pending(files, model)
+    done = failed = 0
+    last = time.monotonic()
+    if on_progress:
+        on_progress(0, len(todo))
+    try:
+        for path, prediction, error in predict_files(todo, bundle=bundle, workers=workers, backend=backend,
+                                                     ordered=False):
+            db.record(path, model, prediction, error)
+            done += 1
+            if error is not None:
+                failed += 1
+                if on_error:
+                    on_error(path, error)
+            if time.monotonic() - last > commit_every_s:
+                db.conn.commit()
+                last = time.monotonic()
+            if on_progress:
+                on_progress(done, len(todo))
+    finally:
+        db.conn.commit()  # what finished is kept, also on Ctrl-C
+    return TagReport(len(files), len(files) - len(todo), done - failed, failed, time.perf_counter() - t0)
+
+
+def export(db: LibraryDB, path: str | Path, *, fmt: str | None = None) -> int:
+    """Write every row to CSV or JSON (by ``fmt`` or the file's extension); returns the row count."""
+    path = Path(path)
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    rows = list(db.rows())
+    if fmt == "json":
+        path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    elif fmt == "csv":
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=EXPORT_COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow({**r, "probabilities": json.dumps(r["probabilities"])})
+    else:
+        raise GenreFusionError(f"export format must be csv or json, got {fmt!r}", path=path)
+    return len(rows)
+
+
+@dataclass
+class TagChange:
+    path: str
+    old: str | None
+    new: str
+    action: str  # "write", "keep" (an existing genre, not overwritten), "same", "error: ..."
+
+
+def write_genre_tags(db: LibraryDB, *, dry_run: bool = True, overwrite: bool = False,
+                     capitalize: bool = True) -> list[TagChange]:
+    """Put each tagged file's predicted genre into its own genre tag (mutagen's easy tags).
+
+    An existing, different genre is kept unless ``overwrite``; ``dry_run`` only reports.
+    """
+    import mutagen
+
+    changes = []
+    for row in db.rows():
+        if row["status"] != "ok":
+            continue
+        new = row["genre"].title() if capitalize else row["genre"]
+        try:
+            f = mutagen.File(row["path"], easy=True)
+            if f is None:
+                raise mutagen.MutagenError("no tag format mutagen can write for this file")
+            old = (f.get("genre") or [None])[0] if f.tags is not None else None
+            if old and old.strip().lower() == new.lower():
+                action = "same"
+            elif old and not overwrite:
+                action = "keep"
+            else:
+                action = "write"
+                if not dry_run:
+                    if f.tags is None:
+                        f.add_tags()
+                    f["genre"] = [new]
+                    f.save()
+                    st = Path(row["path"]).stat()  # our own edit is not a change that needs re-tagging
+                    db.conn.execute("UPDATE tracks SET size = ?, mtime_ns = ? WHERE path = ?",
+                                    (st.st_size, st.st_mtime_ns, row["path"]))
+        except (mutagen.MutagenError, OSError, KeyError, ValueError) as err:
+            old, action = None, f"error: {err}"
+        changes.append(TagChange(row["path"], old, new, action))
+    db.conn.commit()
+    return changes

@@ -1,0 +1,90 @@
+"""The predict, tag, model and export commands as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+
+from genrefusion.cli import main
+from genrefusion.inference.predictor import DEFAULT_BUNDLE
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_predict_text_bars_and_a_bad_file_gives_exit_3(capsys, frozen_bundle, songs):
+    code, out, err = run(capsys, "predict", songs["metal"], songs["corrupt"], "--model", frozen_bundle, "--top", "2")
+    assert code == 3
+    assert "new_metal.wav" in out and "metal" in out and "█" in out and "%" in out
+    assert "corrupt.mp3" in err and "1 file(s) failed" in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_predict_machine_formats(capsys, frozen_bundle, songs, fmt):
+    folder = songs["blues"].parents[1]  # every new clip and the long file, recursively
+    code, out, _ = run(capsys, "predict", folder, "--model", frozen_bundle, "--format", fmt, "--timeline")
+    assert code == 0
+    if fmt == "json":
+        rows = json.loads(out)
+    elif fmt == "jsonl":
+        rows = [json.loads(line) for line in out.splitlines()]
+    else:
+        table = list(csv.DictReader(io.StringIO(out)))
+        rows = [r for r in table if r["start_s"] == ""]  # the file rows; the others are its timeline
+        assert len(table) > len(rows) and {"genre1", "p1"} <= set(table[0])
+        assert {r["path"].rsplit("/", 1)[1]: r["genre1"] for r in rows}["new_metal.wav"] == "metal"
+        return
+    assert len(rows) == 4 and all(r["timeline"] for r in rows)
+    assert {r["path"].rsplit("/", 1)[1]: r["genre"] for r in rows}["new_blues.wav"] == "blues"
+
+
+def test_predict_refuses_a_bad_model_folder_once(capsys, tmp_path, songs):
+    code, _, err = run(capsys, "predict", songs["blues"], "--model", tmp_path)
+    assert code == 1 and "bundle.json" in err
+
+
+def test_model_info_prints_the_card(capsys, frozen_bundle):
+    code, out, _ = run(capsys, "model", "info", "--model", frozen_bundle, "--json")
+    card = json.loads(out)
+    assert code == 0 and card["labels"] == ["blues", "classical", "metal"] and card["test_accuracy"] >= 0.5
+    assert card["inputs"] == {"mel": "log_mel", "summary": "summary_gtzan"}
+
+
+def test_tag_command_with_export_and_dry_run(capsys, frozen_bundle, songs, tmp_path):
+    lib = tmp_path / "lib"
+    shutil.copytree(songs["blues"].parents[1], lib)
+    db, exported = tmp_path / "t.sqlite", tmp_path / "t.json"
+    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1", "--export", exported,
+                       "--write-tags", "--dry-run")
+    assert code == 0 and "4 audio files: 0 unchanged, 4 tagged, 0 failed" in out
+    assert "would write genre" in out and len(json.loads(exported.read_text())) == 4
+    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle)
+    assert code == 0 and "4 unchanged, 0 tagged" in out
+    assert run(capsys, "tag", lib, "--db", db, "--dry-run")[0] == 1  # --dry-run without --write-tags
+
+
+def test_export_onnx_command(capsys, joint_bundle, tmp_path, songs):
+    bundle = shutil.copytree(joint_bundle, tmp_path / "b")
+    code, out, _ = run(capsys, "export", bundle, "--onnx")
+    assert code == 0 and "model.onnx" in out
+    code, out, _ = run(capsys, "predict", songs["metal"], "--model", bundle, "--backend", "onnx", "--format", "json")
+    assert code == 0 and json.loads(out)[0]["genre"] == "metal"
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "bundle.json").is_file(), reason="the packaged default model is not built")
+def test_the_packaged_default_model_is_small_and_predicts_gtzan_genres(capsys, songs):
+    size = sum(f.stat().st_size for f in DEFAULT_BUNDLE.rglob("*") if f.is_file())
+    assert size < 50e6
+    code, out, _ = run(capsys, "model", "info", "--json")
+    card = json.loads(out)
+    assert code == 0 and len(card["labels"]) == 10 and card["split"] == "fault_filtered" and card["n_test_tracks"] == 290
+    code, out, _ = run(capsys, "predict", songs["long"], "--format", "json", "--top", "10")
+    result = json.loads(out)[0]
+    assert code == 0 and sum(t["probability"] for t in result["top"]) == pytest.approx(1.0, abs=1e-3)

@@ -1,0 +1,87 @@
+"""Tagging a library: SQLite results, resume after an interruption, only new or changed files, export, file tags."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+
+import mutagen
+import pytest
+
+from genrefusion.inference.library import LibraryDB, export, tag_library, write_genre_tags
+
+
+@pytest.fixture
+def library(songs, tmp_path):
+    root = tmp_path / "library"
+    for key in ("blues", "metal", "classical", "long", "corrupt"):
+        dest = root / ("bad" if key == "corrupt" else "ok") / songs[key].name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(songs[key], dest)
+    return root
+
+
+def test_tag_records_every_file_and_a_rerun_only_does_new_or_changed_ones(library, frozen_bundle, tmp_path):
+    with LibraryDB(tmp_path / "tags.sqlite") as db:
+        first = tag_library(library, db, bundle=frozen_bundle)
+        assert (first.found, first.skipped, first.tagged, first.failed) == (5, 0, 4, 1)
+        rows = {os.path.basename(r["path"]): r for r in db.rows()}
+        assert rows["new_blues.wav"]["genre"] == "blues" and rows["corrupt.mp3"]["status"] == "error"
+        assert "corrupt.mp3" in rows["corrupt.mp3"]["error"]
+        again = tag_library(library, db, bundle=frozen_bundle)
+        assert (again.skipped, again.tagged, again.failed) == (5, 0, 0)  # the unchanged bad file too: same error
+        os.utime(library / "ok" / "new_metal.wav", ns=(1, 1))  # a changed file
+        shutil.copy(library / "ok" / "new_blues.wav", library / "ok" / "added.wav")
+        third = tag_library(library, db, bundle=frozen_bundle)
+        assert (third.found, third.tagged) == (6, 2)
+
+
+def test_an_interrupted_run_keeps_what_finished_and_resumes(library, frozen_bundle, tmp_path):
+    path = tmp_path / "tags.sqlite"
+
+    def stop_after_two(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with LibraryDB(path) as db, pytest.raises(KeyboardInterrupt):
+        tag_library(library, db, bundle=frozen_bundle, on_progress=stop_after_two)
+    with LibraryDB(path) as db:
+        assert len(list(db.rows())) == 2
+        resumed = tag_library(library, db, bundle=frozen_bundle)
+        assert (resumed.skipped, resumed.tagged + resumed.failed) == (2, 3)
+
+
+def test_export_to_csv_and_json(library, frozen_bundle, tmp_path):
+    with LibraryDB(tmp_path / "tags.sqlite") as db:
+        tag_library(library, db, bundle=frozen_bundle)
+        assert export(db, tmp_path / "out.csv") == 5 and export(db, tmp_path / "out.json") == 5
+    with open(tmp_path / "out.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["status"] for r in rows} == {"ok", "error"}
+    assert sum(json.loads(r["probabilities"]).get(r["genre"], 0) > 0 for r in rows) == 4
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 5
+
+
+def test_genre_tags_are_written_only_when_asked_and_existing_ones_are_kept(songs, frozen_bundle, tmp_path):
+    root = tmp_path / "lib"
+    root.mkdir()
+    tagged, untagged = root / "has_genre.flac", root / "no_genre.flac"
+    for dest in (tagged, untagged):
+        shutil.copy(songs["long"], dest)
+    f = mutagen.File(tagged, easy=True)
+    f["genre"] = ["Jazz"]
+    f.save()
+    with LibraryDB(tmp_path / "tags.sqlite") as db:
+        tag_library(root, db, bundle=frozen_bundle)
+        before = {p: p.read_bytes() for p in (tagged, untagged)}
+        dry = {os.path.basename(c.path): c for c in write_genre_tags(db, dry_run=True)}
+        assert dry["no_genre.flac"].action == "write" and dry["has_genre.flac"].action == "keep"
+        assert all(p.read_bytes() == b for p, b in before.items())  # a dry run changes nothing
+        write_genre_tags(db, dry_run=False)
+        assert mutagen.File(tagged, easy=True)["genre"] == ["Jazz"]
+        assert mutagen.File(untagged, easy=True)["genre"] == [dry["no_genre.flac"].new]
+        write_genre_tags(db, dry_run=False, overwrite=True)
+        assert mutagen.File(tagged, easy=True)["genre"] == [dry["has_genre.flac"].new]
+        assert tag_library(root, db, bundle=frozen_bundle).tagged == 0  # our own tag edits need no re-tagging
