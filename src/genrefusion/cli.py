@@ -387,7 +387,7 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                   seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds per model on fixed splits (full mode)."),
                   list_only: bool = typer.Option(False, "--list", help="List the suites and exit.")):
     """Run benchmark suites on the shared data and regenerate docs/BENCHMARKS.md."""
-    from genrefusion.benchmarks.run import benchmark
+    from genrefusion.benchmarks.run import SPEED, benchmark
     from genrefusion.benchmarks.suites import SUITES
     from genrefusion.recipes import data_root
 
@@ -396,9 +396,11 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
         table.columns[0].no_wrap = True
         for s in SUITES.values():
             table.add_row(s.name, s.title, str(len(s.entries)), s.protocol)
+        table.add_row(SPEED, "Speed: decode, features, branches, prediction (1/2 workers, torch/ONNX), naive baseline",
+                      "—", "GTZAN's real 30 s clips, the packaged default model")
         out.print(table)
         return
-    path = benchmark(list(suites or SUITES), data_root=str(data or data_root()), out=report, runs_dir=runs, quick=quick, seeds=seeds,
+    path = benchmark(list(suites or [*SUITES, SPEED]), data_root=str(data or data_root()), out=report, runs_dir=runs, quick=quick, seeds=seeds,
                      store=str(store), log=_log)
     out.print(f"wrote {path}", highlight=False)
 

@@ -115,7 +115,22 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall_s: float, argv: list[str]) -> Path:
+SPEED = "speed"  # the speed suite: not a set of training runs, so not in SUITES
+
+
+def run_speed(*, data_root: str, quick: bool, log: Callable[[str], None] = print):
+    """The speed suite on GTZAN's real clips (quick: 10 of them, every genre)."""
+    from genrefusion.benchmarks.speed import measure_speed
+
+    clips = sorted((Path(data_root) / "gtzan" / "audio").rglob("*.flac"))
+    if quick:
+        clips = clips[::10]
+    log(f"[speed] {len(clips)} clips")
+    return measure_speed(clips, feature_clips=3 if quick else 10, log=lambda m: log(f"  {m}"))
+
+
+def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall_s: float, argv: list[str],
+                     speed=None) -> Path:
     """``BENCHMARKS.md`` (and its PNGs in ``benchmarks/`` beside it) from the suites' results."""
     import shutil
 
@@ -133,7 +148,7 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
                   "that the benchmark code runs; they are not the models' accuracy.", ""]
     from genrefusion.benchmarks.suites import SUITES
 
-    not_run = [n for n in SUITES if n not in {r.suite.name for r in results}]
+    not_run = [n for n in [*SUITES, SPEED] if n not in {r.suite.name for r in results} and (n != SPEED or speed is None)]
     if not_run:
         lines += [f"Suites not run in this invocation (no results here): {', '.join(f'`{n}`' for n in not_run)}.", ""]
     for res in results:
@@ -166,6 +181,10 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
                           f"![confusion]({'benchmarks/' + s.name + '-best-confusion.png'})", ""]
         lines += [f"- {n}" for n in s.notes] + ([""] if s.notes else [])
         lines += [f"Suite wall time: {res.seconds / 60:.1f} min.", ""]
+    if speed is not None:
+        from genrefusion.benchmarks.speed import plot_speed, speed_markdown
+
+        lines += speed_markdown(speed, plot_speed(speed, assets / "speed-throughput.png").name)
     out.write_text("\n".join(lines), encoding="utf-8")
     (out.parent / "benchmarks" / "results.json").write_text(json.dumps(
         [{"suite": r.suite.name, "seconds": r.seconds, "entries": [e.__dict__ for e in r.entries]} for r in results],
@@ -175,10 +194,13 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
 
 def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, quick: bool, seeds: int = 5,
               store: str = "store", log: Callable[[str], None] = print) -> Path:
-    for name in suites:
+    training = [n for n in suites if n != SPEED]
+    for name in training:
         get_suite(name)  # every name valid before anything runs
     t0 = time.perf_counter()
     results = [run_suite(n, data_root=data_root, out_dir=runs_dir, quick=quick, seeds=seeds, store=store, log=log)
-               for n in suites]
-    return write_benchmarks(results, out=out, quick=quick, wall_s=time.perf_counter() - t0, argv=["genrefusion", *sys.argv[1:]])
+               for n in training]
+    speed = run_speed(data_root=data_root, quick=quick, log=log) if SPEED in suites else None
+    return write_benchmarks(results, out=out, quick=quick, wall_s=time.perf_counter() - t0, speed=speed,
+                            argv=["genrefusion", *sys.argv[1:]])
 

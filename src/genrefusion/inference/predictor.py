@@ -131,6 +131,11 @@ class Predictor:
         p, idx = predict_windows(self.model, data, self.fitted.windowing, windows=windows)
         return p, idx, windows
 
+    def warm_up(self) -> None:
+        """One prediction on quiet noise, so that imports and JIT compilation happen before real work."""
+        y = 1e-3 * np.random.default_rng(0).standard_normal(int(self.segment_s * self.sr)).astype(np.float32)
+        self.predict_signals([y])
+
     def predict_file(self, path: str | Path) -> Prediction:
         """A file's prediction; raises AudioError (naming the file) when it cannot be decoded."""
         probs, windows = [], []
@@ -171,10 +176,13 @@ _WORKER: Predictor | None = None
 
 def _init_worker(bundle, backend) -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     global _WORKER
     torch.set_num_threads(1)  # the pool gives the parallelism; threads inside each would fight for cores
+    threadpool_limits(1)  # numpy's BLAS too
     _WORKER = Predictor(bundle, backend=backend)
+    _WORKER.warm_up()
 
 
 def _predict_one(path: str) -> tuple[str, Prediction | None, str | None]:

@@ -1,0 +1,20 @@
+"""The speed suite's structure on synthetic clips and a small bundle (no timing is asserted: speed
+targets live in the benchmark report, not in tests)."""
+
+from __future__ import annotations
+
+from genrefusion.benchmarks.speed import measure_speed, plot_speed, speed_markdown
+from tests.inference.conftest import frozen_bundle, songs, synth_gtzan, synth_store  # noqa: F401
+
+
+def test_speed_suite_measures_every_stage_and_writes_its_section(frozen_bundle, songs, tmp_path):  # noqa: F811
+    clips = [songs[g] for g in ("blues", "classical", "metal", "long")]
+    res = measure_speed(clips, bundle=frozen_bundle, feature_clips=2, log=lambda _: None)
+    stages = {t.stage for t in res.timings}
+    assert stages == {"decode", "feature", "branch", "predict", "baseline"}
+    assert {"log_mel", "summary_gtzan", "mel_image"} <= {t.what for t in res.timings if t.stage == "feature"}
+    predict = [t.what for t in res.timings if t.stage == "predict"]
+    assert len(predict) == 8 and any("onnx, 2 worker" in w for w in predict)
+    assert all(t.clips_per_s > 0 for t in res.timings if t.clips) and res.peak_rss_mb
+    lines = speed_markdown(res, plot_speed(res, tmp_path / "speed.png").name)
+    assert (tmp_path / "speed.png").stat().st_size > 0 and any("naive baseline" in line for line in lines)
