@@ -78,3 +78,20 @@ def test_expand_paths_takes_files_folders_and_globs(songs):
 def test_a_bundle_without_an_audio_source_is_refused(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         Predictor(tmp_path / "missing")
+
+
+def test_an_mp3_is_decoded_and_predicted(predictor, songs, tmp_path):
+    import av
+    import soundfile as sf
+
+    y, sr = sf.read(str(songs["metal"]), dtype="float32")
+    path = tmp_path / "song.mp3"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mp3", rate=sr)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(y[None, :], format="flt", layout="mono")
+        frame.sample_rate = sr
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    pred = predictor.predict_file(path)
+    assert pred.top(1)[0][0] == "metal" and pred.duration_s == pytest.approx(3.0, abs=0.1)
