@@ -444,18 +444,16 @@ def model_info(model: Optional[Path] = typer.Option(None, "--model", help=MODEL_
                as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """The model card: labels, training data, protocol, measured accuracy, inputs."""
     from genrefusion.bundle import read_meta
-    from genrefusion.inference.predictor import resolve_bundle
+    from genrefusion.inference.predictor import model_card, resolve_bundle
 
     folder = resolve_bundle(model)
-    meta = read_meta(folder)
-    card = {"bundle": str(folder), "name": meta.get("config", {}).get("name"), "labels": meta["labels"],
-            **meta.get("card", {}), "created": meta.get("created"),
-            "inputs": {n: (i.get("audio") or {}).get("feature") for n, i in meta["inputs"].items()},
-            "size_mb": round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6, 2)}
+    card = model_card(folder, read_meta(folder))
     if as_json:
         print(json.dumps(card, indent=1))
         return
     for key, value in card.items():
+        if key == "versions":
+            continue
         text = ", ".join(value) if isinstance(value, list) else value
         out.print(f"[bold]{key}[/]: {text}", highlight=False, soft_wrap=True)
 

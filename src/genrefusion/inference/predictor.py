@@ -94,9 +94,7 @@ class Predictor:
 
     @property
     def card(self) -> dict:
-        return {"labels": self.labels, **self.meta.get("card", {}), "name": self.meta.get("config", {}).get("name"),
-                "inputs": {n: s["feature"] for n, s in self.sources.items()}, "sample_rate": self.sr,
-                "segment_s": self.segment_s, "created": self.meta.get("created"), "versions": self.meta.get("versions")}
+        return model_card(self.folder, self.meta)
 
     def features(self, y: np.ndarray) -> dict[str, np.ndarray]:
         """Every input's array for signal ``y`` (mono float32 at ``self.sr``); shared features computed once."""
@@ -153,6 +151,16 @@ class Predictor:
         proba = aggregate(p, np.zeros(len(p), np.int64), 1, self.meta.get("aggregate", "mean"))[0]
         windows.sort(key=lambda w: w.start_s)
         return Prediction(str(path), self.labels, proba, end, windows)
+
+
+def model_card(folder: Path, meta: dict) -> dict:
+    """What ``model info``, ``GET /model`` and the web page show of a bundle (``meta``: its bundle.json)."""
+    return {"bundle": str(folder), "name": meta.get("config", {}).get("name"), "labels": meta["labels"],
+            **meta.get("card", {}), "created": meta.get("created"),
+            "inputs": {n: (i.get("audio") or {}).get("feature") for n, i in meta["inputs"].items()},
+            "segment_s": float(meta.get("config", {}).get("eval", {}).get("segment_s", 30.0)),
+            "size_mb": round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6, 2),
+            "versions": meta.get("versions")}
 
 
 def resolve_bundle(bundle: str | Path | None) -> Path:
