@@ -149,6 +149,14 @@ async def _receive_form(request, folder: Path, limit: int) -> tuple[Path, str]:
 def serve(predictor: Predictor, *, host: str = "127.0.0.1", port: int = 8000,
           config: ServiceConfig | None = None) -> None:
     """Run the service with uvicorn until interrupted."""
+    import torch
     import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    # Parallelism comes from concurrent requests; threads inside one small model's prediction cost
+    # more than they give (see inference.predictor.single_threaded).
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+    predictor.warm_up()
 
     uvicorn.run(create_app(predictor, config), host=host, port=port, log_level="info")
