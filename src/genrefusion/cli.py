@@ -501,7 +501,8 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
     writer = csv_mod.writer(sys.stdout) if fmt == "csv" else None
     if writer:
         writer.writerow(["path", "start_s", "end_s", *[f"{k}{i}" for i in range(1, top + 1) for k in ("genre", "p")]])
-    for path, pred, error in predict_files(files, bundle=model, workers=workers, backend=backend):
+    for path, pred, error in predict_files(files, bundle=model, workers=workers, backend=backend,
+                                            predictor=predictor):
         if error is not None:
             failed.append(error)
             err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)

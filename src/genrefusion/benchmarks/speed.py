@@ -145,12 +145,10 @@ def _time_branches(res: SpeedResult, predictor, feats: list[dict], total_audio: 
     """Each branch of the bundle alone, on all clips' inputs in one batch (as ``predict`` batches them)."""
     import torch
 
-    from genrefusion.training.data import InputData, TrackData, make_batch
+    from genrefusion.training.data import make_batch
 
     fitted = predictor.fitted
-    inputs = {n: InputData(n, i["feature"], i["layout"], [f[n] for f in feats], i["fps"])
-              for n, i in fitted.inputs.items()}
-    data = TrackData([str(k) for k in range(len(feats))], np.zeros(len(feats), np.int64), fitted.labels, inputs)
+    data = predictor.track_data(feats)
     x = make_batch(data, fitted.windowing.eval_windows(data), fitted.windowing.window_s)
     model = fitted.model
     branches = getattr(model, "branches", {})
@@ -177,17 +175,13 @@ def _naive_baseline(clips: list[Path], predictor) -> float:
 
     from genrefusion.evaluation.metrics import aggregate
     from genrefusion.features.registry import get_feature
-    from genrefusion.training.data import InputData, TrackData
     from genrefusion.training.fit import predict_windows
 
     def one(path):
         y, sr = librosa.load(str(path), sr=predictor.sr)  # decoding and resampling as librosa does it
         feats = {n: np.asarray(get_feature(s["feature"]).fn(y, sr=sr, **s["params"]))
                  for n, s in predictor.sources.items()}  # each input on its own, nothing shared
-        inputs = {n: InputData(n, i["feature"], i["layout"], [feats[n]], i["fps"])
-                  for n, i in predictor.fitted.inputs.items()}
-        data = TrackData(["0"], np.zeros(1, np.int64), predictor.labels, inputs)
-        p, idx = predict_windows(predictor.fitted.model, data, predictor.fitted.windowing)
+        p, idx = predict_windows(predictor.fitted.model, predictor.track_data([feats]), predictor.fitted.windowing)
         return aggregate(p, idx, 1, "mean")
 
     threads = torch.get_num_threads()

@@ -120,12 +120,15 @@ class Predictor:
         for start in starts:
             yield float(start), audio.load(path, sr=self.sr, offset=float(start), duration=self.segment_s)[0]
 
-    def predict_signals(self, signals: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
-        """Window probabilities ``(n_windows, C)``, each window's signal index and start (s) in it."""
-        feats = [self.features(y) for y in signals]
+    def track_data(self, feats: list[dict[str, np.ndarray]]) -> TrackData:
+        """The model's input data for signals whose inputs are ``feats`` (one :meth:`features` dict each)."""
         inputs = {n: InputData(n, i["feature"], i["layout"], [f[n] for f in feats], i["fps"])
                   for n, i in self.fitted.inputs.items()}
-        data = TrackData([str(k) for k in range(len(signals))], np.zeros(len(signals), np.int64), self.labels, inputs)
+        return TrackData([str(k) for k in range(len(feats))], np.zeros(len(feats), np.int64), self.labels, inputs)
+
+    def predict_signals(self, signals: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
+        """Window probabilities ``(n_windows, C)``, each window's signal index and start (s) in it."""
+        data = self.track_data([self.features(y) for y in signals])
         windows = self.fitted.windowing.eval_windows(data)
         p, idx = predict_windows(self.model, data, self.fitted.windowing, windows=windows)
         return p, idx, windows
@@ -139,10 +142,10 @@ class Predictor:
         """A file's prediction; raises AudioError (naming the file) when it cannot be decoded."""
         probs, windows = [], []
         end = 0.0
+        timed = any(i["fps"] for i in self.fitted.inputs.values())
         for start, y in self.segments(path):
             seg_s = y.size / self.sr
             p, _, wins = self.predict_signals([y])
-            timed = any(i["fps"] for i in self.fitted.inputs.values())
             for row, (_, s) in zip(p, wins):
                 w_end = min(seg_s, s + self.fitted.windowing.window_s) if timed else seg_s
                 windows.append(WindowPrediction(start + s, start + w_end, row))
@@ -222,15 +225,16 @@ def _predict_with(predictor: Predictor, path: str) -> tuple[str, Prediction | No
 
 
 def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, workers: int = 1,
-                  backend: str = "torch", ordered: bool = True
+                  backend: str = "torch", ordered: bool = True, predictor: Predictor | None = None
                   ) -> Iterator[tuple[str, Prediction | None, str | None]]:
     """``(path, prediction, None)`` or ``(path, None, reason)`` per file; ``workers`` processes.
 
     A bad file gives its reason and the others go on. ``ordered=False`` yields as files finish.
+    ``predictor``: an already loaded one for the in-process case (``workers`` 1).
     """
     paths = [str(p) for p in paths]
     if workers <= 1 or len(paths) <= 1:
-        predictor = Predictor(bundle, backend=backend)
+        predictor = predictor or Predictor(bundle, backend=backend)
         for p in paths:
             with single_threaded():
                 result = _predict_with(predictor, p)

@@ -104,24 +104,32 @@ def _predict(predictor: Predictor, path: Path, top_k: int, timeline: bool, spect
     return result
 
 
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"upload larger than {limit / 1048576:g} MB")
+
+
+async def _save(chunks, path: Path, limit: int) -> int:
+    """Write an async stream of byte chunks to ``path``; 413 as soon as it passes ``limit``. Returns the size."""
+    size = 0
+    with open(path, "wb") as f:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            f.write(chunk)
+    return size
+
+
 async def _receive(request, folder: Path, limit: int) -> tuple[Path, str]:
     """Stream the upload to ``folder``; 413 past ``limit`` bytes, 400 when empty."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + CHUNK:  # multipart framing is small
-        raise HTTPException(413, f"upload larger than {limit / 1048576:g} MB")
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
+        raise _too_large(limit)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await _receive_form(request, folder, limit)
     name = Path(request.headers.get("x-filename") or "upload").name
     path = folder / ("upload" + Path(name).suffix.lower())
-    size = 0
-    with open(path, "wb") as f:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, f"upload larger than {limit / 1048576:g} MB")
-            f.write(chunk)
-    if size == 0:
+    if await _save(request.stream(), path, limit) == 0:
         raise HTTPException(400, "empty upload: send the audio file as the request body or as form field 'file'")
     return path, name
 
@@ -133,14 +141,15 @@ async def _receive_form(request, folder: Path, limit: int) -> tuple[Path, str]:
         raise HTTPException(400, "multipart upload without a 'file' field")
     name = Path(upload.filename or "upload").name
     path = folder / ("upload" + Path(name).suffix.lower())
-    size = 0
-    with open(path, "wb") as f:
+
+    async def chunks():
         while chunk := await upload.read(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, f"upload larger than {limit / 1048576:g} MB")
-            f.write(chunk)
-    await form.close()
+            yield chunk
+
+    try:
+        size = await _save(chunks(), path, limit)
+    finally:
+        await form.close()
     if size == 0:
         raise HTTPException(400, f"{name}: empty file")
     return path, name
