@@ -68,6 +68,9 @@ class BranchConfig:
     model: str = ""  # a registered branch (``genrefusion models list``)
     inputs: list[str] = field(default_factory=list)  # input names; several for early fusion or multi-spectral
     args: dict[str, Any] = field(default_factory=dict)
+    # Training settings of this branch alone (``train`` keys, e.g. a pretrained network's smaller
+    # ``lr``), over the run's ``train`` section; frozen fusion and single-branch runs only.
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,6 +119,10 @@ class TrainConfig:
     grad_clip: float = 5.0
     seed: int = 0
     threads: int = 0  # torch threads; 0: torch's default
+    # Reuse a network trained with identical architecture, input arrays, tracks and settings from
+    # the store's branch cache (``<data.store>/branches``): frozen fusions over the same branches
+    # and repeated benchmark runs then train each branch once. Never changes a result.
+    reuse_branches: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     hyper_dynamic: HyperDynamicConfig = field(default_factory=HyperDynamicConfig)
 
@@ -199,6 +206,11 @@ def _coerce(tp, v: Any, where: str, source: str):
     if tp in (int, str, bool) and not (isinstance(v, tp) and not (tp is int and isinstance(v, bool))):
         raise ConfigError(f"{where} must be {tp.__name__}, got {v!r}", path=source)
     return v
+
+
+def build_section(cls, data: dict, where: str, *, source: str = "<config>"):
+    """One typed config section (``cls``) from plain data, checked as in a whole config."""
+    return _build(cls, data, where, source)
 
 
 def config_from_dict(data: dict, *, source: str = "<config>") -> RunConfig:

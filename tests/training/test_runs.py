@@ -241,3 +241,52 @@ def test_evaluate_with_another_feature_checks_the_shapes(synth_gtzan, synth_stor
         evaluate_run(tmp_path / "run", data=synth_gtzan, inputs={"mel": "mfcc"}, log=lambda m: None)
     with pytest.raises(ConfigError, match="has no input 'image'"):
         evaluate_run(tmp_path / "run", data=synth_gtzan, inputs={"image": "mel_image"}, log=lambda m: None)
+
+
+def test_reused_branches_train_once_and_change_no_result(synth_gtzan, tmp_path):
+    """Two frozen fusions over the same branch share its training through the store's branch cache;
+    the predictions equal those of a run that trained everything itself."""
+    store = tmp_path / "store"
+    inputs = {"table": {"feature": "table_row"}}
+    branches = {"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}},
+                "lr": {"model": "logreg", "inputs": ["table"]}}
+
+    def run(name, strategy, reuse, **train):
+        cfg = make_config(synth_gtzan, store, inputs=inputs, branches=branches,
+                          fusion={"strategy": strategy, "mode": "frozen"},
+                          train={"epochs": 3, "batch_size": 16, "lr": 0.003, "reuse_branches": reuse, **train})
+        logs = []
+        train_run(cfg, tmp_path / name, log=logs.append)
+        with open(tmp_path / name / "predictions.csv") as f:
+            return logs, [r for r in csv.DictReader(f)]
+
+    plain_logs, plain = run("plain", "mean", False)
+    assert not (store / "branches").exists()
+    first_logs, first = run("first", "mean", True)
+    assert first == plain and any("epoch=2" in m for m in first_logs)
+    second_logs, _ = run("second", "vote", True)
+    assert not any("epoch=" in m for m in second_logs if "[mlp]" in m)  # nothing trained again
+    assert any("resumed from" in m for m in second_logs)
+    assert len(list((store / "branches").iterdir())) == 1
+    other_logs, _ = run("other-seed", "vote", True, seed=1)  # a different network: trained, cached apart
+    assert any("epoch=2" in m for m in other_logs) and len(list((store / "branches").iterdir())) == 2
+
+
+def test_a_branch_trains_with_its_own_settings_in_frozen_fusion_only(synth_gtzan, synth_store, tmp_path):
+    branches = {"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}, "train": {"epochs": 2, "lr": 0.01}},
+                "wide": {"model": "mlp", "inputs": ["table"], "args": {"width": 32}}}
+    cfg = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}}, branches=branches,
+                      fusion={"strategy": "mean", "mode": "frozen"}, train={"epochs": 4, "patience": 0})
+    logs = []
+    train_run(cfg, tmp_path / "run", log=logs.append)
+    mlp = [m for m in logs if "[mlp] epoch=" in m]
+    wide = [m for m in logs if "[wide] epoch=" in m]
+    assert len(mlp) == 2 and len(wide) == 4
+    assert " lr=0.005 " in mlp[0]  # its own 0.01, halfway down a two-epoch cosine (the run's is 0.003)
+    joint = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}}, branches=branches)
+    with pytest.raises(ConfigError, match="joint fusion trains all branches together"):
+        train_run(joint, tmp_path / "joint", log=lambda m: None)
+    bad = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}},
+                      branches={"mlp": {**branches["mlp"], "train": {"epoch": 2}}}, fusion=None)
+    with pytest.raises(ConfigError, match=r"branches.mlp.train: unknown training setting\(s\) \['epoch'\]"):
+        train_run(bad, tmp_path / "bad", log=lambda m: None)

@@ -51,7 +51,7 @@ def get_suite(name: str) -> Suite:
 GTZAN_INPUTS = {"image": {"feature": "image_pixels", "resize": [128, 128]}, "table": {"feature": "table_row"}}
 GTZAN_BRANCHES = {
     "cnn": {"model": "cnn2d", "inputs": ["image"], "args": {"channels": [16, 32, 64, 128], "dropout": 0.3}},
-    "lite0": {"model": "efficientnet_lite0", "inputs": ["image"], "args": {"dropout": 0.3}},
+    "lite0": {"model": "efficientnet_lite0", "inputs": ["image"], "args": {"dropout": 0.3}, "train": {"lr": 0.0003}},
     "mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 128, "depth": 2, "dropout": 0.5}},
     "gbm": {"model": "gbm", "inputs": ["table"], "args": {"n_estimators": 300}},
     "logreg": {"model": "logreg", "inputs": ["table"], "args": {"C": 0.1}},
@@ -59,32 +59,38 @@ GTZAN_BRANCHES = {
 TRAIN = {"epochs": 30, "lr": 0.001, "batch_size": 32, "windows_per_track": 1, "patience": 8}
 
 
-def _gtzan(split: str, branches: list[str], fusion: dict | None = None, train: dict | None = None) -> dict:
+def _gtzan(split: str, branches: list[str], fusion: dict | None = None) -> dict:
+    """A GTZAN entry. Each branch trains with its own settings (Lite0: a fine-tuning rate); trained
+    jointly, the branches share one training section, which takes those settings."""
     inputs = sorted({i for b in branches for i in GTZAN_BRANCHES[b]["inputs"]})
-    return {"data": {"path": "gtzan"}, "split": {"published": split},
-            "inputs": {i: GTZAN_INPUTS[i] for i in inputs},
-            "branches": {b: GTZAN_BRANCHES[b] for b in branches}, "fusion": fusion,
-            "train": {**TRAIN, **(train or {})}, "protocol": {"name": "holdout"}}
+    chosen = {b: copy.deepcopy(GTZAN_BRANCHES[b]) for b in branches}
+    train = dict(TRAIN)
+    if fusion is not None and fusion["mode"] == "joint":
+        for b in chosen.values():
+            train.update(b.pop("train", {}))
+    return {"data": {"path": "gtzan"}, "split": {"published": split}, "inputs": {i: GTZAN_INPUTS[i] for i in inputs},
+            "branches": chosen, "fusion": fusion, "train": train, "protocol": {"name": "holdout"}}
 
 
 def _gtzan_entries(split: str) -> tuple[Entry, ...]:
-    frozen = lambda s: {"strategy": s, "mode": "frozen"}  # noqa: E731
-    lite = {"lr": 0.0003}
+    five = ["cnn", "lite0", "mlp", "gbm", "logreg"]
+    frozen = lambda s: _gtzan(split, five, {"strategy": s, "mode": "frozen"})  # noqa: E731
+    joint = lambda s: _gtzan(split, ["lite0", "mlp"], {"strategy": s, "mode": "joint"})  # noqa: E731
     return (
         Entry("image CNN (from scratch)", _gtzan(split, ["cnn"])),
-        Entry("image EfficientNet-Lite0 (ImageNet-initialised)", _gtzan(split, ["lite0"], train=lite)),
+        Entry("image EfficientNet-Lite0 (ImageNet-initialised)", _gtzan(split, ["lite0"])),
         Entry("MLP on 57 features", _gtzan(split, ["mlp"])),
         Entry("gradient boosting on 57 features", _gtzan(split, ["gbm"])),
         Entry("logistic regression on 57 features", _gtzan(split, ["logreg"])),
-        Entry("fusion: mean (CNN, Lite0, MLP, GBM, LR)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("mean"), lite)),
-        Entry("fusion: weighted mean (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("weighted_mean"), lite)),
-        Entry("fusion: product (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("product"), lite)),
-        Entry("fusion: vote (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("vote"), lite)),
-        Entry("fusion: stacking (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("stacking"), lite)),
-        Entry("fusion: hierarchical (same five)", _gtzan(split, ["cnn", "lite0", "mlp", "gbm", "logreg"], frozen("hierarchical"), lite)),
-        Entry("fusion: feature-level, joint (Lite0 + MLP)", _gtzan(split, ["lite0", "mlp"], {"strategy": "feature", "mode": "joint"}, lite)),
-        Entry("fusion: logit-level, joint (Lite0 + MLP)", _gtzan(split, ["lite0", "mlp"], {"strategy": "logit", "mode": "joint"}, lite)),
-        Entry("fusion: gated, joint (Lite0 + MLP)", _gtzan(split, ["lite0", "mlp"], {"strategy": "gated", "mode": "joint"}, lite)),
+        Entry("fusion: mean (CNN, Lite0, MLP, GBM, LR)", frozen("mean")),
+        Entry("fusion: weighted mean (same five)", frozen("weighted_mean")),
+        Entry("fusion: product (same five)", frozen("product")),
+        Entry("fusion: vote (same five)", frozen("vote")),
+        Entry("fusion: stacking (same five)", frozen("stacking")),
+        Entry("fusion: hierarchical (same five)", frozen("hierarchical")),
+        Entry("fusion: feature-level, joint (Lite0 + MLP)", joint("feature")),
+        Entry("fusion: logit-level, joint (Lite0 + MLP)", joint("logit")),
+        Entry("fusion: gated, joint (Lite0 + MLP)", joint("gated")),
     )
 
 
@@ -230,8 +236,10 @@ def entry_config(entry: Entry, *, data_root: str, quick: bool, seeds: int) -> di
         cfg["data"]["exclude"] = _clip_ids(data_root)
     proto = cfg.setdefault("protocol", {})
     train = cfg.setdefault("train", {})
+    train["reuse_branches"] = True  # entries that share a branch (the frozen fusions) train it once
     if quick:
-        train["epochs"] = min(train.get("epochs", 30), 2)
+        for own in [train, *(b.get("train", {}) for b in cfg.get("branches", {}).values())]:
+            own["epochs"] = min(own.get("epochs", 30), 2)
         proto["repeats"] = 1
         proto["seeds"] = [0]
         proto["folds"] = min(proto.get("folds", 5), 2) if proto.get("name") == "kfold" else proto.get("folds", 3)

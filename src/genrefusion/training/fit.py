@@ -14,6 +14,8 @@ say what each name is):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -159,6 +161,9 @@ def validate_config(cfg: RunConfig) -> None:
         except ModelError as err:
             raise ConfigError(f"branches.{name}: {err}") from None
         _check_layouts(cfg, name, spec)
+        unknown = set(b.train) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise ConfigError(f"branches.{name}.train: unknown training setting(s) {sorted(unknown)}")
     if cfg.fusion is None:
         if len(cfg.branches) != 1:
             raise ConfigError(f"{len(cfg.branches)} branches but no fusion: add a 'fusion' section")
@@ -176,6 +181,10 @@ def validate_config(cfg: RunConfig) -> None:
         classical = [n for n, b in cfg.branches.items() if get_branch(b.model).family != "neural"]
         if classical:
             raise ConfigError(f"classical branches {classical} cannot train end to end: use fusion.mode: frozen")
+        own = [n for n, b in cfg.branches.items() if b.train]
+        if own:
+            raise ConfigError(f"branches {own} set their own 'train' but joint fusion trains all branches together: "
+                              "set them in the run's 'train' section or use fusion.mode: frozen")
 
 
 def _check_layouts(cfg: RunConfig, name: str, spec) -> None:
@@ -196,19 +205,53 @@ def _model_inputs(meta: dict, names) -> dict:
     return {n: {k: meta[n][k] for k in ("layout", "shape", "resize", "channels")} for n in names}
 
 
+def branch_cache_key(model: FusionModel, cfg: RunConfig, train: TrackData, valid: TrackData | None,
+                     windowing: Windowing) -> str:
+    """What decides a trained network: its spec, the training settings and seed, the windows, and the
+    exact input arrays and labels of the training and validation tracks (hashed, so a changed feature
+    or a different split is a different key)."""
+    digest = hashlib.sha1()
+    for part in (train, valid):
+        if part is None:
+            continue
+        digest.update(json.dumps([part.ids, part.y.tolist()]).encode())
+        for name in model.stages:
+            for arr in part.inputs[name].arrays:
+                a = np.ascontiguousarray(arr)
+                digest.update(f"{a.dtype}{a.shape}".encode())
+                digest.update(a.data)
+    train_cfg = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("reuse_branches", "threads")}
+    described = json.dumps({"spec": model.spec(), "train": train_cfg, "window": dataclasses.astuple(windowing),
+                            "eval": cfg.eval.aggregate, "data": digest.hexdigest()}, sort_keys=True, default=str)
+    return hashlib.sha1(described.encode()).hexdigest()[:20]
+
+
 def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: TrackData | None, windowing: Windowing,
                   checkpoint_dir: Path | None, log, tag: str) -> TrainResult:
     model.fit_inputs({n: train.inputs[n].arrays for n in model.stages})
     torch.manual_seed(cfg.train.seed)
-    trainer = Trainer(model, cfg.train, n_classes=len(train.labels), y_train=train.y,
-                      checkpoint_dir=checkpoint_dir / tag if checkpoint_dir else None,
-                      fingerprint={"spec": model.spec(), "train": dataclasses.asdict(cfg.train), "ids": train.ids,
-                                   "window": dataclasses.astuple(windowing)},
+    fingerprint: Any = {"spec": model.spec(), "train": dataclasses.asdict(cfg.train), "ids": train.ids,
+                        "window": dataclasses.astuple(windowing)}
+    if cfg.train.reuse_branches:  # a finished checkpoint there is "resumed" at its end: nothing to train
+        fingerprint = branch_cache_key(model, cfg, train, valid, windowing)
+        checkpoint_dir = Path(cfg.data.store) / "branches" / fingerprint
+        log(f"[{tag}] branch cache {checkpoint_dir}")
+    elif checkpoint_dir:
+        checkpoint_dir = checkpoint_dir / tag
+    trainer = Trainer(model, cfg.train, n_classes=len(train.labels), y_train=train.y, checkpoint_dir=checkpoint_dir,
+                      fingerprint=fingerprint,
                       layouts={n: d.layout for n, d in train.inputs.items()},
                       features={n: d.feature for n, d in train.inputs.items()},
                       log=lambda m: log(f"[{tag}] {m}"), name=tag)
     valid_src = WindowValidation(valid, windowing, cfg.eval.aggregate) if valid is not None and len(valid) else None
     return trainer.fit(WindowSource(train, windowing, cfg.train), valid_src)
+
+
+def _train_config(base: TrainConfig, overrides: dict) -> TrainConfig:
+    """A branch's own training settings over the run's, typed and checked as the run's section is."""
+    from genrefusion.config import build_section
+
+    return build_section(TrainConfig, {**dataclasses.asdict(base), **overrides}, "train") if overrides else base
 
 
 def _seeded_model(seed: int, make: Callable[..., Any], **kwargs):
@@ -243,7 +286,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
         if spec.family == "neural":
             model = _seeded_model(cfg.train.seed, FusionModel, n_classes=n_classes,
                                   inputs=_model_inputs(meta, b["inputs"]), branches={name: b})
-            fitted.training[name] = _train_neural(model, cfg, train, valid, windowing, checkpoint_dir, log, name)
+            own = dataclasses.replace(cfg, train=_train_config(cfg.train, cfg.branches[name].train))
+            fitted.training[name] = _train_neural(model, own, train, valid, windowing, checkpoint_dir, log, name)
             branches[name] = model
         else:
             cls = spec.cls
