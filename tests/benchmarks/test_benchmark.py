@@ -29,8 +29,21 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
     assert "*published: someone 2020*" in text and "Do not edit by hand" in text
     assert (tmp_path / "docs" / "benchmarks" / "synth-accuracy.png").is_file()
     results = json.loads((tmp_path / "docs" / "benchmarks" / "results.json").read_text())
-    acc = results[0]["entries"][0]["accuracy"]
+    acc = results["suites"]["synth"]["entries"][0]["accuracy"]
     assert len(acc["values"]) == 2  # two seeds on the fixed split
+    assert "| train s |" in text.replace(" | wall s", "")  # the recorded training time of each entry
+
+    # Another suite run later joins the file; the first keeps its results and the line naming its command.
+    first_line = next(line for line in text.splitlines() if line.startswith("Results of `"))
+    monkeypatch.setitem(SUITES, "synth2", Suite("synth2", "Synthetic again", "holdout", suite.entries[:1]))
+    text = benchmark(["synth2"], data_root=str(synth_gtzan.parent), out=tmp_path / "docs" / "BENCHMARKS.md",
+                     runs_dir=tmp_path / "runs2", quick=True, store=str(synth_store), log=lambda m: None).read_text()
+    assert "## Synthetic (`synth`)" in text and "## Synthetic again (`synth2`)" in text
+    assert first_line in text and "| broken | **failed** |" in text
+    sections = text.split("## ")
+    assert "quick mode" in next(s for s in sections if s.startswith("Synthetic again")).lower()
+    assert "quick mode" not in next(s for s in sections if s.startswith("Synthetic (")).lower()
+    assert "which ran `synth2`" in text
 
 
 def test_quick_mode_shrinks_every_protocol():

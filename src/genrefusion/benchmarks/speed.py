@@ -213,9 +213,9 @@ def plot_speed(res: SpeedResult, path: Path) -> Path:
     return path
 
 
-def speed_markdown(res: SpeedResult, plot_name: str) -> list[str]:
-    """The speed section of BENCHMARKS.md."""
-    lines = ["## Speed (`speed`)", "",
+def speed_markdown(res: SpeedResult, plot_name: str, provenance: str = "") -> list[str]:
+    """The speed section of BENCHMARKS.md (``provenance``: the line naming the command that measured it)."""
+    lines = ["## Speed (`speed`)", "", *([provenance, ""] if provenance else []),
              f"{res.n_clips} real GTZAN clips of 30 s (FLAC, 22 050 Hz), the packaged default model, measured in one run "
              f"of {res.seconds:.0f} s. Real-time factor = processing seconds per second of audio.", "",
              "| stage | what | clips | clips/s | real-time factor | note |", "|---|---|---|---|---|---|"]
