@@ -27,6 +27,7 @@ import numpy as np
 
 from genrefusion.datasets.base import Dataset, Track
 from genrefusion.errors import AudioError, FeatureError, GenreFusionError
+from genrefusion.features.dsp import shared_spectra
 from genrefusion.features.registry import INPUTS, FeatureSpec, default_features, get_feature
 from genrefusion.features.store import FeatureStore, array_digest, file_digest
 
@@ -166,16 +167,17 @@ def _compute(task: dict) -> dict:
     except Exception as err:  # a decoder's unexpected error is this track's problem, not the run's
         out["fatal"] = f"{type(err).__name__}: {err}"
         return out
-    for j in needed:
-        try:
-            arr = np.asarray(call(get_feature(j["name"]), j["params"]))
-            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-                raise FeatureError("result has NaN or infinite values")
-            out["arrays"][j["key"]] = arr
-        except GenreFusionError as err:
-            out["errors"][j["name"]] = err.reason
-        except Exception as err:
-            out["errors"][j["name"]] = f"{type(err).__name__}: {err}"
+    with shared_spectra(x):  # the track's features share their STFTs
+        for j in needed:
+            try:
+                arr = np.asarray(call(get_feature(j["name"]), j["params"]))
+                if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                    raise FeatureError("result has NaN or infinite values")
+                out["arrays"][j["key"]] = arr
+            except GenreFusionError as err:
+                out["errors"][j["name"]] = err.reason
+            except Exception as err:
+                out["errors"][j["name"]] = f"{type(err).__name__}: {err}"
     return out
 
 

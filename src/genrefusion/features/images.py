@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from genrefusion.errors import FeatureError
+from genrefusion.features import dsp
 from genrefusion.features.registry import register_feature
-from genrefusion.features.spectral import log_mel
 
 N_COLOURS = 256
 FIGSIZE_IN = 5.0
@@ -93,10 +93,13 @@ def _pixel_map(n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def colour_index(S: np.ndarray, *, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
-    """matplotlib's Normalize + 256-colour lookup, giving the colour index of each cell, uint8."""
-    from matplotlib.colors import Normalize
-
-    x = np.asarray(Normalize(vmin=vmin, vmax=vmax)(S))
+    """matplotlib's Normalize + 256-colour lookup, giving the colour index of each cell, uint8
+    (the same float arithmetic as matplotlib, without importing it)."""
+    S = np.asarray(S)
+    S = S if S.dtype in (np.float32, np.float64) else S.astype(np.float64)
+    lo = S.dtype.type(S.min() if vmin is None else vmin)
+    hi = S.dtype.type(S.max() if vmax is None else vmax)
+    x = np.zeros_like(S) if lo == hi else (S - lo) / (hi - lo)
     x = x * x.dtype.type(N_COLOURS)
     x[x == N_COLOURS] = N_COLOURS - 1
     return np.clip(x, -1, N_COLOURS).astype(np.int64).clip(0, N_COLOURS - 1).astype(np.uint8)
@@ -109,9 +112,7 @@ def mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: str = "ind
 
     ``renderer="indexed"`` (default) uses the cached pixel map; ``"matplotlib"`` draws the figure.
     """
-    import librosa
-
-    S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=n_mels), ref=np.max)
+    S = dsp.power_to_db(dsp.mel_power(y, sr=sr, n_mels=n_mels), ref=None)
     if renderer == "matplotlib":
         return render_specshow(S, sr=sr)
     if renderer != "indexed":
@@ -189,5 +190,3 @@ def table_row(row: np.ndarray) -> np.ndarray:
     """A track's row of a feature table, as float32."""
     return np.asarray(row, dtype=np.float32)
 
-
-_ = log_mel  # the image matrix is log_mel(ref=max) without top_db: kept separate on purpose

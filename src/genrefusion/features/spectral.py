@@ -11,6 +11,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
+from genrefusion.features import dsp
 from genrefusion.features.registry import register_feature
 
 
@@ -19,8 +20,9 @@ def _f32(x: np.ndarray) -> np.ndarray:
 
 
 def magnitude_stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
-    """``|STFT|``, ``(1 + n_fft // 2, n_frames)``, Hann window, centred with zero padding (librosa)."""
-    return np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length))
+    """``|STFT|``, ``(1 + n_fft // 2, n_frames)``, Hann window, centred with zero padding (as librosa's);
+    computed once per clip inside :func:`~genrefusion.features.dsp.shared_spectra`."""
+    return dsp.stft_magnitude(y, n_fft=n_fft, hop_length=hop_length)
 
 
 @register_feature("log_stft", input="audio", shape="(1 + n_fft // 2, n_frames)")

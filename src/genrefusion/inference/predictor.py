@@ -20,6 +20,7 @@ import numpy as np
 from genrefusion import audio
 from genrefusion.errors import GenreFusionError, ModelError
 from genrefusion.evaluation.metrics import aggregate
+from genrefusion.features.dsp import shared_spectra
 from genrefusion.features.registry import get_feature
 from genrefusion.training.data import InputData, TrackData
 from genrefusion.training.fit import predict_windows
@@ -101,11 +102,12 @@ class Predictor:
         """Every input's array for signal ``y`` (mono float32 at ``self.sr``); shared features computed once."""
         done: dict[str, np.ndarray] = {}
         out = {}
-        for name, s in self.sources.items():
-            key = repr((s["feature"], sorted(s["params"].items())))
-            if key not in done:
-                done[key] = np.asarray(get_feature(s["feature"]).fn(y, sr=self.sr, **s["params"]))
-            out[name] = done[key]
+        with shared_spectra(y):  # e.g. mel_image and summary_gtzan: one STFT and one mel spectrogram
+            for name, s in self.sources.items():
+                key = repr((s["feature"], sorted(s["params"].items())))
+                if key not in done:
+                    done[key] = np.asarray(get_feature(s["feature"]).fn(y, sr=self.sr, **s["params"]))
+                out[name] = done[key]
         return out
 
     def segments(self, path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
