@@ -55,3 +55,31 @@ def test_bad_images_are_clear_errors(tmp_path):
     with pytest.raises(FeatureError, match="not a readable image") as info:
         load_image(tmp_path / "text.png")
     assert "text.png" in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(128, 1280), (128, 1292)])
+def test_shipped_pixel_maps_are_what_matplotlib_draws(shape):
+    from genrefusion.features.images import SHIPPED_SHAPES, _shipped_pixel_maps, measure_pixel_map
+
+    assert shape in SHIPPED_SHAPES and _shipped_pixel_maps()
+    rows, cols = measure_pixel_map(*shape)
+    np.testing.assert_array_equal(_shipped_pixel_maps()[f"rows{shape[0]}"], rows)
+    np.testing.assert_array_equal(_shipped_pixel_maps()[f"cols{shape[1]}"], cols)
+
+
+def test_predicting_a_30_s_clip_loads_neither_librosa_nor_numba_nor_matplotlib():
+    """Their imports and numba's JIT cost ~5 s in the first prediction of a process ("import librosa"
+    alone is lazy: 14 ms, no submodule)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from genrefusion.features.dsp import shared_spectra\n"
+            "from genrefusion.features.images import mel_image\n"
+            "from genrefusion.features.summary import summary_gtzan\n"
+            "y = (0.1 * np.random.default_rng(0).standard_normal(661500)).astype(np.float32)\n"
+            "with shared_spectra(y):\n"
+            "    assert mel_image(y, sr=22050).shape == (385, 387) and summary_gtzan(y, sr=22050, hpss=False).shape == (53,)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'matplotlib') or (m.startswith('librosa.') and m != 'librosa.version')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
