@@ -71,6 +71,12 @@ def test_tuning_chroma_rms_onsets_tempo_and_mfcc_equal_librosa(y):
     np.testing.assert_allclose(dsp.mfcc(mel_db), librosa.feature.mfcc(S=mel_db, n_mfcc=20), atol=1e-4)
 
 
+def test_next_smooth_length_is_scipys_next_fast_len():
+    import scipy.fft
+
+    assert all(dsp._next_smooth(n) == scipy.fft.next_fast_len(n, real=True) for n in range(1, 3000))
+
+
 def test_a_detuned_chord_is_measured_as_detuned():
     power = dsp.stft_magnitude(_detuned(30.0)) ** 2
     assert dsp.estimate_tuning(power, sr=SR) == pytest.approx(0.30, abs=0.05)  # parabolic peaks: a small bias
@@ -126,8 +132,8 @@ def test_colour_index_is_matplotlibs_normalize():
 def test_shared_spectra_computes_one_stft_per_clip_and_only_for_that_clip(monkeypatch):
     y, other = chirp(seconds=2.0), noise(seconds=2.0)
     calls = []
-    real = dsp.scipy.fft.rfft
-    monkeypatch.setattr(dsp.scipy.fft, "rfft", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = dsp.np.fft.rfft
+    monkeypatch.setattr(dsp.np.fft, "rfft", lambda *a, **k: calls.append(1) or real(*a, **k))
     with dsp.shared_spectra(y):
         first = dsp.stft_magnitude(y)
         summary_gtzan(y, sr=SR, hpss=False)

@@ -1,4 +1,4 @@
-"""librosa's spectral building blocks in plain numpy/scipy, and one STFT shared by every feature of a clip.
+"""librosa's spectral building blocks in plain numpy, and one STFT shared by every feature of a clip.
 
 Why not librosa itself: importing it and JIT-compiling its numba kernels costs ~5 s when a process
 first predicts (most of ``genrefusion predict song.mp3``), and its functions each recompute the
@@ -20,7 +20,6 @@ from functools import lru_cache
 from typing import Callable, Iterator
 
 import numpy as np
-import scipy.fft
 
 # ---- one STFT per clip ------------------------------------------------------------------------------
 
@@ -61,7 +60,7 @@ def stft_magnitude(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -
         frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
         # float64 FFT, then complex64, as librosa: a float32 FFT's rounding floor (~140 dB down) would
         # move what such faint bins decide, e.g. the bandwidth of a pure tone, by up to 2 %
-        spec = scipy.fft.rfft(frames * _hann(n_fft), axis=1).astype(np.complex64)
+        spec = np.fft.rfft(frames * _hann(n_fft), axis=1).astype(np.complex64)
         return np.ascontiguousarray(np.abs(spec).T)
 
     return _shared(y, ("stft", n_fft, hop_length), compute)
@@ -235,7 +234,7 @@ def tempo(onset_env: np.ndarray, *, sr: int, hop_length: int = 512, start_bpm: f
     n = onset_env.size
     padded = np.pad(onset_env, win // 2, mode="linear_ramp", end_values=0)
     frames = np.lib.stride_tricks.sliding_window_view(padded, win)[:n] * _hann(win)
-    n_pad = scipy.fft.next_fast_len(2 * win - 1, real=True)
+    n_pad = _next_smooth(2 * win - 1)
     ac = np.fft.irfft(np.abs(np.fft.rfft(frames, n=n_pad, axis=1)) ** 2, n=n_pad, axis=1)[:, :win]
     peak = np.max(np.abs(ac), axis=1, keepdims=True)
     ac = ac / np.where(peak < np.finfo(ac.dtype).tiny, 1.0, peak)
@@ -247,6 +246,27 @@ def tempo(onset_env: np.ndarray, *, sr: int, hop_length: int = 512, start_bpm: f
     return float(bpms[np.argmax(np.log1p(1e6 * mean_ac) + logprior)])
 
 
+def _next_smooth(n: int) -> int:
+    """The smallest 2-3-5-smooth integer >= n (scipy's ``next_fast_len`` for real FFTs, as librosa pads)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+@lru_cache(maxsize=8)
+def _dct_basis(n_mfcc: int, n_mels: int) -> np.ndarray:
+    k, n = np.arange(n_mfcc)[:, None], np.arange(n_mels)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_mels)) * np.sqrt(2.0 / n_mels)
+    basis[0] /= np.sqrt(2.0)
+    return basis
+
+
 def mfcc(mel_db: np.ndarray, *, n_mfcc: int = 20) -> np.ndarray:
-    """MFCCs ``(n_mfcc, n_frames)``: orthonormal DCT-II of a log-mel spectrogram."""
-    return scipy.fft.dct(mel_db, axis=0, type=2, norm="ortho")[:n_mfcc]
+    """MFCCs ``(n_mfcc, n_frames)``: the first rows of the orthonormal DCT-II of a log-mel
+    spectrogram ``(n_mels, n_frames)`` (a matrix product: only ``n_mfcc`` of ``n_mels`` rows are kept)."""
+    return (_dct_basis(n_mfcc, mel_db.shape[0]) @ mel_db).astype(mel_db.dtype)

@@ -10,15 +10,23 @@ import numpy as np
 
 from genrefusion.errors import FeatureError
 from genrefusion.features.registry import register_feature
-from genrefusion.pretrained import musicnn as mn
+from genrefusion.pretrained import musicnn_spec as spec
+
+def _mn():
+    """The pretrained network module, imported on first use: it loads torch, which the other features
+    (and a process that only predicts with them) do not need."""
+    from genrefusion.pretrained import musicnn
+
+    return musicnn
+
 
 POOLS = {"mean": lambda a: a.mean(0), "max": lambda a: a.max(0),
          "meanmax": lambda a: np.concatenate([a.mean(0), a.max(0)])}
 
 
 def _check(model: str, pool: str | None = None) -> None:
-    if model not in mn.MODELS:
-        raise FeatureError(f"musicnn model must be one of {sorted(mn.MODELS)}, got {model!r}")
+    if model not in spec.MODELS:
+        raise FeatureError(f"musicnn model must be one of {sorted(spec.MODELS)}, got {model!r}")
     if pool is not None and pool not in POOLS:
         raise FeatureError(f"musicnn pool must be one of {sorted(POOLS)}, got {pool!r}")
 
@@ -28,7 +36,7 @@ def _check(model: str, pool: str | None = None) -> None:
 def musicnn_embedding(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", pool: str = "mean") -> np.ndarray:
     """Penultimate-layer musicnn features of each 3 s patch, pooled over the track."""
     _check(model, pool)
-    out = mn.run_patches(model, mn.log_mel_patches(y, sr=sr))
+    out = _mn().run_patches(model, _mn().log_mel_patches(y, sr=sr))
     return np.ascontiguousarray(POOLS[pool](out["penultimate"]), dtype=np.float32)
 
 
@@ -36,22 +44,22 @@ def musicnn_embedding(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", poo
 def musicnn_tags(y: np.ndarray, *, sr: int, model: str = "msd-musicnn") -> np.ndarray:
     """The 50 tag probabilities (MSD or MagnaTagATune tags), averaged over the track's patches."""
     _check(model)
-    return np.ascontiguousarray(mn.run_patches(model, mn.log_mel_patches(y, sr=sr))["tags"].mean(0), dtype=np.float32)
+    return np.ascontiguousarray(_mn().run_patches(model, _mn().log_mel_patches(y, sr=sr))["tags"].mean(0), dtype=np.float32)
 
 
 @register_feature("musicnn_mel", input="audio", shape="(96, n_frames) at 62.5 frames/s (16 kHz, hop 256)",
-                  rate=lambda params, sr: mn.SR / params["hop_length"])
-def musicnn_mel(y: np.ndarray, *, sr: int, hop_length: int = mn.HOP) -> np.ndarray:
+                  rate=lambda params, sr: spec.SR / params["hop_length"])
+def musicnn_mel(y: np.ndarray, *, sr: int, hop_length: int = spec.HOP) -> np.ndarray:
     """musicnn's input representation, ``log10(10000 mel + 1)``, for the musicnn branch (windows of 2.992 s = 187 frames).
 
     ``hop_length`` is in samples at 16 kHz and fixed by the pretrained models (frame rate = 16000 / 256).
     """
-    if hop_length != mn.HOP:
-        raise FeatureError(f"musicnn_mel: hop_length is fixed at {mn.HOP} by the pretrained models")
+    if hop_length != spec.HOP:
+        raise FeatureError(f"musicnn_mel: hop_length is fixed at {spec.HOP} by the pretrained models")
     import librosa
 
     from genrefusion.audio import resample
 
-    x = resample(np.asarray(y, np.float32), orig_sr=sr, target_sr=mn.SR)
-    mel = librosa.feature.melspectrogram(y=x, sr=mn.SR, hop_length=mn.HOP, n_fft=mn.N_FFT, n_mels=mn.N_MELS)
+    x = resample(np.asarray(y, np.float32), orig_sr=sr, target_sr=spec.SR)
+    mel = librosa.feature.melspectrogram(y=x, sr=spec.SR, hop_length=spec.HOP, n_fft=spec.N_FFT, n_mels=spec.N_MELS)
     return np.ascontiguousarray(np.log10(10000.0 * mel.astype(np.float32) + 1.0))

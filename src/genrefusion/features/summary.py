@@ -12,7 +12,6 @@ import warnings
 
 import librosa
 import numpy as np
-from scipy import stats
 
 from genrefusion.errors import FeatureError
 from genrefusion.features.registry import register_feature
@@ -112,6 +111,8 @@ def summary_rich_names(**_) -> list[str]:
 @register_feature("summary_rich", input="audio", shape="(518,)", names=summary_rich_names, layout="vector")
 def summary_rich(y: np.ndarray, *, sr: int) -> np.ndarray:
     """FMA's 518 statistics (kurtosis, max, mean, median, min, skew, std of 11 frame features)."""
+    from scipy import stats  # ~0.4 s to import: only this feature needs it
+
     cqt = np.abs(librosa.cqt(y, sr=sr, hop_length=512, bins_per_octave=12, n_bins=7 * 12, tuning=None))
     cens = librosa.feature.chroma_cens(C=cqt, sr=sr, n_chroma=12, n_octaves=7)
     S = magnitude_stft(y)

@@ -25,33 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from genrefusion.errors import ModelError
-
-SR = 16000
-N_FFT = 512
-HOP = 256
-N_MELS = 96
-PATCH_FRAMES = 187  # 3 s
-BN_EPS = 1e-3
-
-MTT_LABELS = ['guitar', 'classical', 'slow', 'techno', 'strings', 'drums', 'electronic', 'rock', 'fast', 'piano',
-              'ambient', 'beat', 'violin', 'vocal', 'synth', 'female', 'indian', 'opera', 'male', 'singing', 'vocals',
-              'no vocals', 'harpsichord', 'loud', 'quiet', 'flute', 'woman', 'male vocal', 'no vocal', 'pop', 'soft',
-              'sitar', 'solo', 'man', 'classic', 'choir', 'voice', 'new age', 'dance', 'male voice', 'female vocal',
-              'beats', 'harp', 'cello', 'no voice', 'weird', 'country', 'metal', 'female voice', 'choral']
-MSD_LABELS = ['rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocalists', 'dance', '00s',
-              'alternative rock', 'jazz', 'beautiful', 'metal', 'chillout', 'male vocalists', 'classic rock', 'soul',
-              'indie rock', 'Mellow', 'electronica', '80s', 'folk', '90s', 'chill', 'instrumental', 'punk', 'oldies',
-              'blues', 'hard rock', 'ambient', 'acoustic', 'experimental', 'female vocalist', 'guitar', 'Hip-Hop', '70s',
-              'party', 'country', 'easy listening', 'sexy', 'catchy', 'funk', 'electro', 'heavy metal',
-              'Progressive rock', '60s', 'rnb', 'indie pop', 'sad', 'House', 'happy']
-
-#: model name -> (checkpoint folder in the musicnn package, architecture, tag names)
-MODELS = {
-    "msd-musicnn": ("MSD_musicnn", "musicnn", MSD_LABELS),
-    "mtt-musicnn": ("MTT_musicnn", "musicnn", MTT_LABELS),
-    "msd-vgg": ("MSD_vgg", "vgg", MSD_LABELS),
-    "mtt-vgg": ("MTT_vgg", "vgg", MTT_LABELS),
-}
+from genrefusion.pretrained.musicnn_spec import (  # noqa: F401  (re-exported: mn.SR, mn.MODELS, ...)
+    BN_EPS, HOP, MODELS, MSD_LABELS, MTT_LABELS, N_FFT, N_MELS, PATCH_FRAMES, SR)
 
 
 def log_mel_patches(y: np.ndarray, *, sr: int) -> np.ndarray:
