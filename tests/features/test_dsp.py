@@ -9,8 +9,9 @@ import pytest
 from matplotlib.colors import Normalize
 
 from genrefusion.features import dsp
-from genrefusion.features.images import N_COLOURS, _pixel_map, colour_index, mel_image
-from genrefusion.features.summary import spectral_shape, summary_gtzan, zero_crossing_rate
+from genrefusion.features.images import N_COLOURS, colour_index, mel_image
+from genrefusion.features.reference import librosa_mel_image, librosa_summary_gtzan
+from genrefusion.features.summary import summary_gtzan
 from tests.conftest import SR, chirp, clicks, noise, tone
 
 
@@ -71,6 +72,13 @@ def test_tuning_chroma_rms_onsets_tempo_and_mfcc_equal_librosa(y):
     np.testing.assert_allclose(dsp.mfcc(mel_db), librosa.feature.mfcc(S=mel_db, n_mfcc=20), atol=1e-4)
 
 
+@pytest.mark.parametrize("frame_length, hop_length", [(2048, 512), (1000, 300), (512, 512)])
+def test_rms_of_any_framing_equals_librosa(frame_length, hop_length):
+    y = chirp(seconds=1.3) + noise(seconds=1.3)
+    np.testing.assert_allclose(dsp.rms(y, frame_length=frame_length, hop_length=hop_length),
+                               librosa.feature.rms(y=y, frame_length=frame_length, hop_length=hop_length)[0], atol=1e-7)
+
+
 def test_next_smooth_length_is_scipys_next_fast_len():
     import scipy.fft
 
@@ -88,35 +96,11 @@ def test_silence_has_no_tempo_and_no_tuning():
     assert dsp.estimate_tuning(dsp.stft_magnitude(silent) ** 2, sr=SR) == 0.0
 
 
-def _librosa_summary(y: np.ndarray) -> np.ndarray:
-    """summary_gtzan(hpss=False) as it was computed with librosa before dsp existed."""
-    S = np.abs(librosa.stft(y))
-    power = S**2
-    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=SR))
-    frames = [librosa.feature.chroma_stft(S=power, sr=SR), librosa.feature.rms(y=y), *spectral_shape(S, sr=SR),
-              zero_crossing_rate(y)]
-    out = [v for f in frames for v in (np.mean(f), np.var(f))]
-    onsets = librosa.onset.onset_strength(S=mel_db, sr=SR, aggregate=np.median)
-    out.append(float(np.atleast_1d(librosa.beat.beat_track(onset_envelope=onsets, sr=SR)[0])[0]))
-    out += [v for row in librosa.feature.mfcc(S=mel_db, n_mfcc=20) for v in (np.mean(row), np.var(row))]
-    return np.asarray(out, np.float32)
-
-
-def _librosa_mel_image(y: np.ndarray) -> np.ndarray:
-    S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR), ref=np.max)
-    x = np.asarray(Normalize()(S))
-    x = x * x.dtype.type(N_COLOURS)
-    x[x == N_COLOURS] = N_COLOURS - 1
-    idx = np.clip(x, -1, N_COLOURS).astype(np.int64).clip(0, N_COLOURS - 1).astype(np.uint8)
-    rows, cols = _pixel_map(*S.shape)
-    return idx[np.ix_(rows, cols)]
-
-
 def test_gtzan_summary_and_image_equal_their_librosa_versions(y):
     with dsp.shared_spectra(y):
         ours, image = summary_gtzan(y, sr=SR, hpss=False), mel_image(y, sr=SR)
-    np.testing.assert_allclose(ours, _librosa_summary(y), rtol=1e-4, atol=1e-6)
-    ref = _librosa_mel_image(y)
+    np.testing.assert_allclose(ours, librosa_summary_gtzan(y, sr=SR, hpss=False), rtol=1e-4, atol=1e-6)
+    ref = librosa_mel_image(y, sr=SR)
     differ = image != ref
     assert differ.mean() < 1e-3 and np.abs(image.astype(int) - ref)[differ].max(initial=0) <= 1  # float32 ties
 

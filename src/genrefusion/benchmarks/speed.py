@@ -93,6 +93,11 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, featur
             res.timings.append(Timing("feature", name, n, secs, float(sum(durations[:n]))))
         except Exception as err:  # a feature whose weights are not installed, for instance
             res.timings.append(Timing("feature", name, 0, 0.0, 0.0, note=f"not measured: {type(err).__name__}: {err}"))
+    n = min(len(signals), feature_clips)
+    inputs = ", ".join(sorted({s["feature"] for s in predictor.sources.values()}))
+    secs = _clock(lambda: [predictor.features(y) for y in signals[:n]])
+    res.timings.append(Timing("feature", f"the model's inputs together ({inputs}; one shared STFT)", n, secs,
+                              float(sum(durations[:n])), note="with the bundle's parameters"))
     log("features timed")
 
     feats = [predictor.features(y) for y in signals]
@@ -169,18 +174,21 @@ def _time_branches(res: SpeedResult, predictor, feats: list[dict], total_audio: 
 
 
 def _naive_baseline(clips: list[Path], predictor) -> float:
-    """The same model's prediction done the plain way: per clip, librosa only, batch of one."""
+    """The same model's prediction done the plain way: per clip, librosa's loader and feature functions
+    (:mod:`genrefusion.features.reference`; a feature without a reference runs as registered), each
+    input on its own, a batch of one."""
     import librosa
     import torch
 
     from genrefusion.evaluation.metrics import aggregate
+    from genrefusion.features.reference import REFERENCES
     from genrefusion.features.registry import get_feature
     from genrefusion.training.fit import predict_windows
 
     def one(path):
         y, sr = librosa.load(str(path), sr=predictor.sr)  # decoding and resampling as librosa does it
-        feats = {n: np.asarray(get_feature(s["feature"]).fn(y, sr=sr, **s["params"]))
-                 for n, s in predictor.sources.items()}  # each input on its own, nothing shared
+        feats = {n: np.asarray(REFERENCES.get(s["feature"], get_feature(s["feature"]).fn)(y, sr=sr, **s["params"]))
+                 for n, s in predictor.sources.items()}
         p, idx = predict_windows(predictor.fitted.model, predictor.track_data([feats]), predictor.fitted.windowing)
         return aggregate(p, idx, 1, "mean")
 

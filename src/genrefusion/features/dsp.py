@@ -212,9 +212,16 @@ def chroma_stft(power: np.ndarray, *, sr: int, n_chroma: int = 12) -> np.ndarray
 def rms(y: np.ndarray, *, frame_length: int = 2048, hop_length: int = 512) -> np.ndarray:
     """Root-mean-square energy of centred, zero-padded frames, ``(n_frames,)``."""
     squared = np.pad(np.asarray(y, dtype=np.float32), frame_length // 2).astype(np.float64) ** 2
-    cumulative = np.concatenate([[0.0], np.cumsum(squared)])
-    starts = np.arange(1 + (squared.size - frame_length) // hop_length) * hop_length
-    return np.sqrt(np.maximum(cumulative[starts + frame_length] - cumulative[starts], 0) / frame_length).astype(np.float32)
+    n_frames = 1 + (squared.size - frame_length) // hop_length
+    if frame_length % hop_length == 0:  # frames are runs of whole hops: sum each hop once
+        k = frame_length // hop_length
+        hops = squared[: (n_frames + k - 1) * hop_length].reshape(-1, hop_length).sum(axis=1)
+        energy = np.lib.stride_tricks.sliding_window_view(hops, k).sum(axis=1)
+    else:
+        cumulative = np.concatenate([[0.0], np.cumsum(squared)])
+        starts = np.arange(n_frames) * hop_length
+        energy = cumulative[starts + frame_length] - cumulative[starts]
+    return np.sqrt(np.maximum(energy, 0) / frame_length).astype(np.float32)
 
 
 def onset_strength(mel_db: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:

@@ -1,0 +1,49 @@
+"""The GTZAN features computed the plain way, with librosa and matplotlib, as they were before
+:mod:`genrefusion.features.dsp`: the reference that the tests hold dsp to, and the speed suite's
+naive baseline. Nothing in prediction or training calls these."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genrefusion.features.images import N_COLOURS, _pixel_map, render_specshow
+from genrefusion.features.summary import spectral_shape, zero_crossing_rate
+
+
+def librosa_summary_gtzan(y: np.ndarray, *, sr: int, hpss: bool = True) -> np.ndarray:
+    """``summary_gtzan`` with librosa's functions (each computing its own STFT), ``(57,)`` or ``(53,)``."""
+    import librosa
+
+    S = np.abs(librosa.stft(y))
+    power = S**2
+    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=sr))
+    frames = [librosa.feature.chroma_stft(S=power, sr=sr), librosa.feature.rms(y=y), *spectral_shape(S, sr=sr),
+              zero_crossing_rate(y)]
+    if hpss:
+        frames += list(librosa.effects.hpss(y))
+    out = [v for f in frames for v in (np.mean(f), np.var(f))]
+    onsets = librosa.onset.onset_strength(S=mel_db, sr=sr, aggregate=np.median)
+    out.append(float(np.atleast_1d(librosa.beat.beat_track(onset_envelope=onsets, sr=sr)[0])[0]))
+    out += [v for row in librosa.feature.mfcc(S=mel_db, n_mfcc=20) for v in (np.mean(row), np.var(row))]
+    return np.asarray(out, np.float32)
+
+
+def librosa_mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: str = "indexed") -> np.ndarray:
+    """``mel_image`` with librosa's mel spectrogram and matplotlib's colour normalisation (or, with
+    ``renderer="matplotlib"``, its figure), ``(385, 387)`` uint8."""
+    import librosa
+    from matplotlib.colors import Normalize
+
+    S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=n_mels), ref=np.max)
+    if renderer == "matplotlib":
+        return render_specshow(S, sr=sr)
+    x = np.asarray(Normalize()(S))
+    x = x * x.dtype.type(N_COLOURS)
+    x[x == N_COLOURS] = N_COLOURS - 1
+    idx = np.clip(x, -1, N_COLOURS).astype(np.int64).clip(0, N_COLOURS - 1).astype(np.uint8)
+    rows, cols = _pixel_map(*S.shape)
+    return idx[np.ix_(rows, cols)]
+
+
+#: feature name -> its plain librosa computation
+REFERENCES = {"summary_gtzan": librosa_summary_gtzan, "mel_image": librosa_mel_image}
