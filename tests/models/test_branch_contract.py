@@ -137,3 +137,22 @@ def test_efficientnet_b0_and_resnet18_have_the_published_sizes():
     assert abs(count(b0) - 5_288_548) / 5_288_548 < 0.01  # torchvision's efficientnet_b0
     assert count(r18) == 11_689_512  # torchvision's resnet18
     assert b0.embedding_dim == 1280 and r18.embedding_dim == 512
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_a_saved_logistic_regression_predicts_as_scikit_learn_without_it(n_classes):
+    from genrefusion.models.classical import LogisticRegressionBranch
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % n_classes
+    x = rng.normal(size=(60, 5)) + y[:, None]
+    branch = LogisticRegressionBranch(n_classes=n_classes, in_shape=(5,), C=0.5).fit(x, y)
+    expected = branch.pipeline.predict_proba(x)
+    blob = pickle.dumps(branch)
+    assert b"sklearn" not in blob  # so loading a bundle does not import scikit-learn
+    np.testing.assert_allclose(pickle.loads(blob).predict_proba(x), expected, atol=1e-12)
+
+    # a branch pickled before the numpy form (the pipeline only) gets it when loaded
+    old = LogisticRegressionBranch.__new__(LogisticRegressionBranch)
+    old.__setstate__({k: v for k, v in branch.__dict__.items() if k != "linear"})
+    np.testing.assert_allclose(old.predict_proba(x), expected, atol=1e-12)

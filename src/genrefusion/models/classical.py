@@ -73,6 +73,41 @@ class LogisticRegressionBranch(ClassicalBranch):
 
         return LogisticRegression(C=self.params["C"], max_iter=self.params["max_iter"])
 
+    def fit(self, x, y: np.ndarray) -> "LogisticRegressionBranch":
+        super().fit(x, y)
+        self._keep_linear()
+        return self
+
+    def _keep_linear(self) -> None:
+        """What prediction needs, in numpy: a process that only predicts never imports scikit-learn (~1.9 s)."""
+        scaler, lr = self.pipeline[0], self.pipeline[-1]
+        self.linear = {"mean": scaler.mean_, "scale": scaler.scale_, "coef": lr.coef_, "intercept": lr.intercept_,
+                       "classes": lr.classes_}
+
+    def predict_proba(self, x) -> np.ndarray:
+        if getattr(self, "linear", None) is None:
+            return super().predict_proba(x)
+        p = self.linear
+        z = ((np.asarray(x, np.float64) - p["mean"]) / p["scale"]) @ p["coef"].T + p["intercept"]
+        if z.shape[1] == 1:  # two classes: scikit-learn's binary model, a sigmoid of one score
+            z = np.concatenate([np.zeros_like(z), z], axis=1)
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        proba = np.zeros((len(z), self.n_classes))
+        proba[:, p["classes"]] = e / e.sum(axis=1, keepdims=True)
+        return proba
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if state.get("linear") is not None:
+            state["pipeline"] = None  # the numpy parameters say all; unpickling needs no scikit-learn
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if getattr(self, "linear", None) is None and self.pipeline is not None:  # saved before the numpy form
+            self._keep_linear()
+
 
 def calibrated_svc(*, C: float, y: np.ndarray, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0):
     """An SVC with Platt-scaled probabilities (scikit-learn's replacement for ``probability=True``),
