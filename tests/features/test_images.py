@@ -7,7 +7,13 @@ import pytest
 from PIL import Image
 
 from genrefusion.errors import FeatureError
-from genrefusion.features.images import image_pixels, load_image, magma_lut, mel_image, waveform_image
+from genrefusion.features.images import (
+    image_pixels,
+    load_image,
+    magma_lut,
+    mel_image,
+    waveform_image,
+)
 from tests.conftest import SR, chirp, noise
 
 
@@ -59,7 +65,11 @@ def test_bad_images_are_clear_errors(tmp_path):
 
 @pytest.mark.parametrize("shape", [(128, 1280), (128, 1292)])
 def test_shipped_pixel_maps_are_what_matplotlib_draws(shape):
-    from genrefusion.features.images import SHIPPED_SHAPES, _shipped_pixel_maps, measure_pixel_map
+    from genrefusion.features.images import (
+        SHIPPED_SHAPES,
+        _shipped_pixel_maps,
+        measure_pixel_map,
+    )
 
     assert shape in SHIPPED_SHAPES and _shipped_pixel_maps()
     rows, cols = measure_pixel_map(*shape)

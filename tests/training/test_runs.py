@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from genrefusion.bundle import load_bundle
-from genrefusion.evaluation.metrics import aggregate
 from genrefusion.errors import ConfigError, GenreFusionError, SplitLeakError
+from genrefusion.evaluation.metrics import aggregate
 from genrefusion.training import protocols
 from genrefusion.training.fit import predict_windows
 from genrefusion.training.prepare import load_track_data, open_run_dataset
@@ -260,7 +260,7 @@ def test_reused_branches_train_once_and_change_no_result(synth_gtzan, tmp_path):
         with open(tmp_path / name / "predictions.csv") as f:
             return logs, [r for r in csv.DictReader(f)]
 
-    plain_logs, plain = run("plain", "mean", False)
+    _, plain = run("plain", "mean", False)
     assert not (store / "branches").exists()
     first_logs, first = run("first", "mean", True)
     assert first == plain and any("epoch=2" in m for m in first_logs)

@@ -140,7 +140,7 @@ def colour_index(S: np.ndarray, *, vmin: float | None = None, vmax: float | None
     return np.clip(x, -1, N_COLOURS).astype(np.int64).clip(0, N_COLOURS - 1).astype(np.uint8)
 
 
-@register_feature("mel_image", input="audio", shape="(385, 387) uint8 magma indices, row 0 = highest band", default=True,
+@register_feature("mel_image", input="audio", version=2, shape="(385, 387) uint8 magma indices, row 0 = highest band", default=True,
                   layout="image")
 def mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: str = "indexed") -> np.ndarray:
     """The GTZAN log-mel spectrogram image (``power_to_db(melspectrogram, ref=max)`` drawn with magma).

@@ -12,6 +12,7 @@ from genrefusion.errors import FeatureError
 from genrefusion.features.registry import register_feature
 from genrefusion.pretrained import musicnn_spec as spec
 
+
 def _mn():
     """The pretrained network module, imported on first use: it loads torch, which the other features
     (and a process that only predicts with them) do not need."""

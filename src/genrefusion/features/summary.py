@@ -14,8 +14,8 @@ import librosa
 import numpy as np
 
 from genrefusion.errors import FeatureError
-from genrefusion.features.registry import register_feature
 from genrefusion.features import dsp
+from genrefusion.features.registry import register_feature
 from genrefusion.features.spectral import magnitude_stft
 
 _GTZAN_SCALARS = ("chroma_stft", "rms", "spectral_centroid", "spectral_bandwidth", "rolloff",
@@ -72,7 +72,7 @@ def zero_crossing_rate(y: np.ndarray, *, frame_length: int = 2048, hop_length: i
     return (crossings[starts + frame_length - 1] - crossings[starts]) / frame_length
 
 
-@register_feature("summary_gtzan", input="audio", shape="(57,), or (53,) without hpss", default=True,
+@register_feature("summary_gtzan", input="audio", version=2, shape="(57,), or (53,) without hpss", default=True,
                   names=summary_gtzan_names, layout="vector")
 def summary_gtzan(y: np.ndarray, *, sr: int, hpss: bool = True) -> np.ndarray:
     """The 57 GTZAN table features (librosa defaults; mean and variance over frames).

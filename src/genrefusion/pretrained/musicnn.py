@@ -26,7 +26,16 @@ from torch.nn import functional as F
 
 from genrefusion.errors import ModelError
 from genrefusion.pretrained.musicnn_spec import (  # noqa: F401  (re-exported: mn.SR, mn.MODELS, ...)
-    BN_EPS, HOP, MODELS, MSD_LABELS, MTT_LABELS, N_FFT, N_MELS, PATCH_FRAMES, SR)
+    BN_EPS,
+    HOP,
+    MODELS,
+    MSD_LABELS,
+    MTT_LABELS,
+    N_FFT,
+    N_MELS,
+    PATCH_FRAMES,
+    SR,
+)
 
 
 def log_mel_patches(y: np.ndarray, *, sr: int) -> np.ndarray:
