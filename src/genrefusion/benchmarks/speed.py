@@ -10,6 +10,7 @@ clip at a time) so that the ratio to it means the same on another machine.
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import shutil
 import tempfile
@@ -104,6 +105,7 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, featur
     _time_branches(res, predictor, feats, total_audio)
     log("branches timed")
 
+    worker_peak = 0.0
     for backend in ("torch", "onnx"):
         folder = predictor.folder
         tmp = None
@@ -118,9 +120,13 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, featur
             t0 = time.perf_counter()
             stamps = []
             failed = 0
+            memory = _WorkerMemory()
             for _, _, error in predict_files(clips, bundle=folder, workers=workers, backend=backend, ordered=False):
                 stamps.append(time.perf_counter())
                 failed += error is not None
+                if len(stamps) % 10 == 1:  # a worker's memory peaks on its first clips; sampling costs ~10 ms
+                    memory.sample()
+            worker_peak = max(worker_peak, memory.peak_mb)
             wall = time.perf_counter() - t0
             half = len(stamps) // 2  # the second half: every worker has started and warmed up by then
             steady = (stamps[-1] - stamps[half]) / (len(stamps) - 1 - half) * len(clips) if len(stamps) > 2 else wall
@@ -137,9 +143,28 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, featur
                               len(clips), base, total_audio))
     log(f"naive baseline: {len(clips) / base:.1f} clips/s")
     res.peak_rss_mb["this process (features, branches, in-process prediction)"] = _peak_mb(resource.RUSAGE_SELF)
-    res.peak_rss_mb["largest worker process"] = _peak_mb(resource.RUSAGE_CHILDREN)
+    res.peak_rss_mb["largest worker process"] = worker_peak
     res.seconds = time.perf_counter() - t_start
     return res
+
+
+class _WorkerMemory:
+    """The largest peak resident memory (``VmHWM``) among this process's worker processes, sampled
+    while they run. (``getrusage(RUSAGE_CHILDREN)`` would count each spawned worker's parent-sized
+    memory from before its ``exec``.)"""
+
+    def __init__(self):
+        self.peak_mb = 0.0
+
+    def sample(self) -> None:
+        me = str(os.getpid())
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            except OSError:
+                continue  # gone meanwhile
+            if fields.get("PPid", "").strip() == me and "VmHWM" in fields:
+                self.peak_mb = max(self.peak_mb, int(fields["VmHWM"].split()[0]) / 1024)
 
 
 def _peak_mb(who) -> float:
