@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from genrefusion.benchmarks import run as run_mod
 from genrefusion.benchmarks import suites as suites_mod
 from genrefusion.benchmarks.run import benchmark
 from genrefusion.benchmarks.suites import SUITES, Entry, Suite, entry_config
@@ -22,9 +23,15 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
                          "split": {"published": "no_such_split"}}),
     ), references=(("someone 2020", 50.0),))
     monkeypatch.setitem(SUITES, "synth", suite)
+    written = []
+    real_write = run_mod.write_benchmarks
+    monkeypatch.setattr(run_mod, "write_benchmarks",
+                        lambda *a, **k: written.append(real_write(*a, **k).read_text()) or k["out"])
     out = benchmark(["synth"], data_root=str(synth_gtzan.parent), out=tmp_path / "docs" / "BENCHMARKS.md",
                     runs_dir=tmp_path / "runs", quick=False, seeds=2, store=str(synth_store), log=lambda m: None)
     text = out.read_text()
+    assert len(written) == 2 and "**Partial**: 1 of 2 entries" in written[0]  # written after the first entry too
+    assert "| logistic regression |" in written[0] and "Partial" not in text
     assert "| logistic regression |" in text and "| broken | **failed** |" in text and "no_such_split" in text
     assert "*published: someone 2020*" in text and "Do not edit by hand" in text
     assert (tmp_path / "docs" / "benchmarks" / "synth-accuracy.png").is_file()

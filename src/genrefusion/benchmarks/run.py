@@ -43,10 +43,13 @@ class SuiteResult:
     suite: Suite
     entries: list[EntryResult]
     seconds: float
+    partial: bool = False  # written while the suite was still running: only its first entries
 
 
 def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: int = 5, store: str = "store",
-              log: Callable[[str], None] = print) -> SuiteResult:
+              log: Callable[[str], None] = print,
+              on_entry: Callable[[SuiteResult], None] | None = None) -> SuiteResult:
+    """Train and test every entry; ``on_entry`` gets the partial result after each one."""
     from genrefusion.training.run import train_run
 
     suite = get_suite(name)
@@ -73,6 +76,8 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
                                        error=f"{type(err).__name__}: {err}".splitlines()[0][:300]))
             (run_dir).mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        if on_entry is not None and len(results) < len(suite.entries):
+            on_entry(SuiteResult(suite, list(results), time.perf_counter() - t0, partial=True))
     return SuiteResult(suite, results, time.perf_counter() - t0)
 
 
@@ -172,7 +177,8 @@ def load_results(path: Path) -> dict:
 
 
 def _suite_from_json(name: str, stored: dict) -> SuiteResult:
-    return SuiteResult(get_suite(name), [EntryResult(**e) for e in stored["entries"]], stored["seconds"])
+    return SuiteResult(get_suite(name), [EntryResult(**e) for e in stored["entries"]], stored["seconds"],
+                       stored.get("partial", False))
 
 
 def _speed_from_json(stored: dict):
@@ -214,7 +220,7 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
         cm = Path(best.run_dir) / "confusion.png" if best else None
         if cm is not None and cm.exists():
             shutil.copy(cm, assets / f"{res.suite.name}-best-confusion.png")
-        stored["suites"][res.suite.name] = {"provenance": here.__dict__, "seconds": res.seconds,
+        stored["suites"][res.suite.name] = {"provenance": here.__dict__, "seconds": res.seconds, "partial": res.partial,
                                             "entries": [e.__dict__ for e in res.entries]}
     if speed is not None:
         stored["speed"] = {"provenance": here.__dict__, "result": dataclasses.asdict(speed)}
@@ -246,10 +252,13 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
 
 def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[str]:
     s = res.suite
-    lines = [f"## {s.title} (`{s.name}`)", "", prov.line(), "",
-             f"Protocol: {s.protocol}. Track-level test accuracy and macro-F1 (%, mean ± std over seeds, repeats or "
-             "folds)." + (f" Target: {s.target}." if s.target else "") + " *train s*: training time of all its "
-             "networks over every seed, repeat or fold.", ""]
+    lines = [f"## {s.title} (`{s.name}`)", "", prov.line(), ""]
+    if res.partial:
+        lines += [f"> **Partial**: {len(res.entries)} of {len(s.entries)} entries had finished when this was written "
+                  "(the command was still running, or was stopped); the others have no result yet.", ""]
+    lines += [f"Protocol: {s.protocol}. Track-level test accuracy and macro-F1 (%, mean ± std over seeds, repeats "
+              "or folds)." + (f" Target: {s.target}." if s.target else "") + " *train s*: training time of all its "
+              "networks over every seed, repeat or fold.", ""]
     extra = list(dict.fromkeys(k for e in res.entries for k in e.extra))
     head = ["model", "accuracy", "macro-F1", "each branch alone (accuracy)", *extra, "wall s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -283,8 +292,14 @@ def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, q
     for name in training:
         get_suite(name)  # every name valid before anything runs
     t0 = time.perf_counter()
-    results = [run_suite(n, data_root=data_root, out_dir=runs_dir, quick=quick, seeds=seeds, store=store, log=log)
-               for n in training]
+    argv = ["genrefusion", *sys.argv[1:]]
+    results: list[SuiteResult] = []
+
+    def checkpoint(partial: SuiteResult) -> None:  # a suite of hours shows its finished entries as it goes
+        write_benchmarks([*results, partial], out=out, quick=quick, wall_s=time.perf_counter() - t0, argv=argv)
+
+    for n in training:
+        results.append(run_suite(n, data_root=data_root, out_dir=runs_dir, quick=quick, seeds=seeds, store=store,
+                                 log=log, on_entry=checkpoint))
     speed = run_speed(data_root=data_root, quick=quick, log=log) if SPEED in suites else None
-    return write_benchmarks(results, out=out, quick=quick, wall_s=time.perf_counter() - t0, speed=speed,
-                            argv=["genrefusion", *sys.argv[1:]])
+    return write_benchmarks(results, out=out, quick=quick, wall_s=time.perf_counter() - t0, speed=speed, argv=argv)
