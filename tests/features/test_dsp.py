@@ -130,3 +130,5 @@ def test_shared_spectra_computes_one_stft_per_clip_and_only_for_that_clip(monkey
         assert len(calls) == 3
     dsp.stft_magnitude(y)
     assert len(calls) == 4  # outside the block nothing is kept
+    summary_gtzan(y, sr=SR, hpss=False)
+    assert len(calls) == 5  # called alone, a feature still computes its STFT once

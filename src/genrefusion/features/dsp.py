@@ -29,7 +29,12 @@ _SHARED: ContextVar[tuple[np.ndarray, dict] | None] = ContextVar("genrefusion_sh
 @contextmanager
 def shared_spectra(y: np.ndarray) -> Iterator[None]:
     """Within the block, spectrograms of this very array ``y`` are computed once and reused (returned
-    read-only). Features of other arrays are computed as usual."""
+    read-only). Features of other arrays are computed as usual. A block inside a block for the same
+    ``y`` shares the outer one's spectrograms (a feature opens its own, for callers that did not)."""
+    current = _SHARED.get()
+    if current is not None and current[0] is y:
+        yield
+        return
     token = _SHARED.set((y, {}))
     try:
         yield

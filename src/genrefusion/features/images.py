@@ -147,7 +147,8 @@ def mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: str = "ind
 
     ``renderer="indexed"`` (default) uses the cached pixel map; ``"matplotlib"`` draws the figure.
     """
-    S = dsp.power_to_db(dsp.mel_power(y, sr=sr, n_mels=n_mels), ref=None)
+    with dsp.shared_spectra(y):
+        S = dsp.power_to_db(dsp.mel_power(y, sr=sr, n_mels=n_mels), ref=None)
     if renderer == "matplotlib":
         return render_specshow(S, sr=sr)
     if renderer != "indexed":

@@ -81,10 +81,11 @@ def summary_gtzan(y: np.ndarray, *, sr: int, hpss: bool = True) -> np.ndarray:
     ``shared_spectra``), without librosa, except the harmonic/percussive separation: ~1.3 s per
     30 s clip, so ``hpss=False`` leaves out its four columns (harmony/perceptr mean and variance).
     """
-    S = dsp.stft_magnitude(y)
-    mel_db = dsp.power_to_db(dsp.mel_power(y, sr=sr))
-    frame_feats = [dsp.chroma_stft(dsp.power_spectrogram(y), sr=sr), dsp.rms(y), *spectral_shape(S, sr=sr),
-                   zero_crossing_rate(y)]
+    with dsp.shared_spectra(y):  # one STFT for the magnitude, power and mel spectrograms below
+        S = dsp.stft_magnitude(y)
+        mel_db = dsp.power_to_db(dsp.mel_power(y, sr=sr))
+        power = dsp.power_spectrogram(y)
+    frame_feats = [dsp.chroma_stft(power, sr=sr), dsp.rms(y), *spectral_shape(S, sr=sr), zero_crossing_rate(y)]
     if hpss:
         import librosa
 
