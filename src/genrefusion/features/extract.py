@@ -28,12 +28,7 @@ import numpy as np
 from genrefusion.datasets.base import Dataset, Track
 from genrefusion.errors import AudioError, FeatureError, GenreFusionError
 from genrefusion.features.dsp import shared_spectra
-from genrefusion.features.registry import (
-    INPUTS,
-    FeatureSpec,
-    default_features,
-    get_feature,
-)
+from genrefusion.features.registry import INPUTS, FeatureSpec, default_features, get_feature
 from genrefusion.features.store import FeatureStore, array_digest, file_digest
 
 COMMIT_SECONDS = 2.0

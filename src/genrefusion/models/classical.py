@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from genrefusion.errors import ModelError
+from genrefusion.fusion.decision import softmax
 from genrefusion.models.registry import register_branch
 
 
@@ -91,10 +92,8 @@ class LogisticRegressionBranch(ClassicalBranch):
         z = ((np.asarray(x, np.float64) - p["mean"]) / p["scale"]) @ p["coef"].T + p["intercept"]
         if z.shape[1] == 1:  # two classes: scikit-learn's binary model, a sigmoid of one score
             z = np.concatenate([np.zeros_like(z), z], axis=1)
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
         proba = np.zeros((len(z), self.n_classes))
-        proba[:, p["classes"]] = e / e.sum(axis=1, keepdims=True)
+        proba[:, p["classes"]] = softmax(z)
         return proba
 
     def __getstate__(self) -> dict:

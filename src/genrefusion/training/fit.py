@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from genrefusion.config import RunConfig, TrainConfig
+from genrefusion.config import RunConfig, TrainConfig, build_section
 from genrefusion.errors import ConfigError, ModelError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.registry import get_feature
@@ -249,8 +249,6 @@ def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: T
 
 def _train_config(base: TrainConfig, overrides: dict) -> TrainConfig:
     """A branch's own training settings over the run's, typed and checked as the run's section is."""
-    from genrefusion.config import build_section
-
     return build_section(TrainConfig, {**dataclasses.asdict(base), **overrides}, "train") if overrides else base
 
 
