@@ -47,6 +47,14 @@ def test_stft_and_mel_equal_librosa(y):
                                    atol=1e-4)
 
 
+def test_banded_filter_product_equals_the_dense_one():
+    weights = dsp.mel_filters(sr=8000, n_fft=128, n_mels=128).copy()  # so many bands that some are empty
+    assert not weights.any(axis=1).all()
+    S = np.random.default_rng(0).random((weights.shape[1], 7)).astype(np.float32)
+    np.testing.assert_allclose(dsp.apply_filters(weights, S), weights @ S, rtol=1e-5, atol=1e-7)
+    assert dsp.row_spans(np.array([[0, 1, 2, 0], [0, 0, 0, 0]])) == [(1, 3), (0, 0)]
+
+
 @pytest.mark.parametrize("sr, n_fft, n_mels", [(22050, 2048, 128), (16000, 512, 96), (44100, 1024, 40)])
 def test_mel_filters_equal_librosa(sr, n_fft, n_mels):
     np.testing.assert_allclose(dsp.mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels),

