@@ -140,6 +140,12 @@ class FusionModel(nn.Module):
             in_shape = shapes if spec.multi_input else combined_shape(list(shapes.values()), layout)
             mods[name] = build_branch(b["model"], n_classes=n_classes, in_shape=in_shape, **b.get("args", {}))
             dims[name] = (mods[name].embedding_dim, n_classes, getattr(mods[name], "sequence_dim", 0))
+        # 2-D convolutions in channels-last memory order: on CPU ~2x faster to train (EfficientNet-Lite0,
+        # the image CNN) and to run; the values are the same up to float rounding
+        self.channels_last = {n: any(isinstance(m, nn.Conv2d) for m in mod.modules()) for n, mod in mods.items()}
+        for name, mod in mods.items():
+            if self.channels_last[name]:
+                mod.to(memory_format=torch.channels_last)
         self.branches = nn.ModuleDict(mods)
         self.multi = {n: get_branch(b["model"]).multi_input for n, b in branches.items()}
         self.layouts = {n: inputs[b["inputs"][0]]["layout"] for n, b in branches.items()}
@@ -166,6 +172,8 @@ class FusionModel(nn.Module):
         for name, branch in self.branches.items():
             names = self.branch_inputs[name]
             arg = {i: z[i] for i in names} if self.multi[name] else combine([z[i] for i in names], self.layouts[name])
+            if self.channels_last[name]:
+                arg = {i: _channels_last(t) for i, t in arg.items()} if self.multi[name] else _channels_last(arg)
             out[name] = branch(arg)
         return out
 
@@ -185,6 +193,10 @@ class FusionModel(nn.Module):
 
     def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
         return self.predict(x)[0]
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def _softmax(logits: torch.Tensor) -> np.ndarray:
