@@ -72,8 +72,9 @@ def zero_crossing_rate(y: np.ndarray, *, frame_length: int = 2048, hop_length: i
     """librosa's centred zero-crossing rate ``(n_frames,)`` (edge padding, |y| <= threshold counts as
     positive, crossings inside each frame / frame_length), from one cumulative sum, ~4x faster."""
     yp = np.pad(y, frame_length // 2, mode="edge")
-    negative = np.signbit(np.where(np.abs(yp) <= threshold, 0.0, yp))
-    crossings = np.concatenate([[0], np.cumsum(negative[1:] != negative[:-1])])  # crossings[k]: pairs before k
+    negative = yp < -threshold  # librosa's signbit after zeroing |y| <= threshold
+    crossings = np.zeros(yp.size, np.int32)  # crossings[k]: pairs before k
+    np.cumsum(negative[1:] != negative[:-1], dtype=np.int32, out=crossings[1:])
     starts = np.arange(1 + (yp.size - frame_length) // hop_length) * hop_length
     return (crossings[starts + frame_length - 1] - crossings[starts]) / frame_length
 
@@ -100,7 +101,8 @@ def summary_gtzan(y: np.ndarray, *, sr: int, hpss: bool = True) -> np.ndarray:
     # The table's tempo is beat_track's (checked to all digits on the shared clips), which is this
     # estimate from the median-aggregated onset envelope; the beats themselves are not needed.
     out.append(dsp.tempo(dsp.onset_strength(mel_db), sr=sr))
-    out += [v for row in dsp.mfcc(mel_db, n_mfcc=20) for v in (np.mean(row), np.var(row))]
+    coefficients = dsp.mfcc(mel_db, n_mfcc=20)
+    out += np.column_stack([coefficients.mean(axis=1), coefficients.var(axis=1)]).ravel().tolist()
     return np.asarray(out, dtype=np.float32)
 
 
