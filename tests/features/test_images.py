@@ -63,7 +63,7 @@ def test_bad_images_are_clear_errors(tmp_path):
     assert "text.png" in str(info.value)
 
 
-@pytest.mark.parametrize("shape", [(128, 1280), (128, 1292)])
+@pytest.mark.parametrize("shape", [(128, 1280), (128, 1292), (128, 1335)])
 def test_shipped_pixel_maps_are_what_matplotlib_draws(shape):
     from genrefusion.features.images import (
         SHIPPED_SHAPES,
