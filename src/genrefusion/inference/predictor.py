@@ -236,7 +236,9 @@ def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, 
     """
     paths = [str(p) for p in paths]
     if workers <= 1 or len(paths) <= 1:
-        predictor = predictor or Predictor(bundle, backend=backend)
+        if predictor is None:
+            with single_threaded():  # an ONNX session fixes its thread count when it is made
+                predictor = Predictor(bundle, backend=backend)
         for p in paths:
             with single_threaded():
                 result = _predict_with(predictor, p)
