@@ -1,0 +1,25 @@
+"""FusionModel's own behaviour, beyond the per-strategy contract."""
+
+from __future__ import annotations
+
+import torch
+
+from genrefusion.fusion.model import FusionModel
+
+
+def test_convolutional_branches_run_channels_last_with_unchanged_outputs():
+    torch.manual_seed(0)
+    model = FusionModel(
+        n_classes=3,
+        inputs={"image": {"layout": "image", "shape": (1, 16, 16)}, "table": {"layout": "vector", "shape": (5,)}},
+        branches={"cnn": {"model": "cnn2d", "inputs": ["image"], "args": {"channels": [4, 8]}},
+                  "mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 8}}},
+        fusion={"strategy": "logit"}).eval()
+    assert model.channels_last == {"cnn": True, "mlp": False}
+    x = {"image": torch.randn(4, 1, 16, 16), "table": torch.randn(4, 5)}
+    with torch.no_grad():
+        fast = model(x)["logits"]
+        model.channels_last["cnn"] = False
+        model.branches["cnn"].to(memory_format=torch.contiguous_format)
+        plain = model(x)["logits"]
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
