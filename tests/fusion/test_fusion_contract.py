@@ -11,6 +11,7 @@ import torch
 
 from genrefusion.errors import ModelError
 from genrefusion.fusion import FUSIONS, build_fusion
+from genrefusion.fusion.decision import CV_CS
 from tests.conftest import fit_steps
 
 N_CLASSES, N = 3, 30
@@ -93,6 +94,27 @@ def test_hierarchical_drops_zero_variance_dimensions():
     outs["a"]["embedding"][:, 5:] = 1.0  # three constant dimensions
     f.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, y.numpy())
     assert f.n_kept == 8 + 6 - 3
+
+
+@pytest.mark.parametrize("name", ["stacking", "hierarchical"])
+def test_cross_validated_regularisation_is_chosen_on_the_fusion_tracks_only(name):
+    outs, y = outputs(TWO)
+    data = {n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}
+    f = build_fusion(name, branches=TWO, n_classes=N_CLASSES).fit(data, y.numpy())  # C="cv" by default
+    search = f.model[-1]
+    assert search.best_params_["C"] in CV_CS and search.cv.get_n_splits() == 5  # 10 tracks per class
+    assert (f.predict_proba(data).argmax(1) == y.numpy()).mean() > 0.9
+    rare = np.r_[[0, 0, 0], np.ones(N - 3, int)]  # a class of three tracks: three folds
+    assert f.fit(data, rare).model[-1].cv.get_n_splits() == 3
+    with pytest.raises(ModelError, match="two tracks of every class"):
+        f.fit(data, np.r_[[0], np.ones(N - 1, int)])
+    with pytest.raises(ModelError, match="number or 'cv'"):
+        build_fusion(name, branches=TWO, n_classes=N_CLASSES, C="auto")
+
+
+def test_cv_regularisation_is_only_for_logistic_regression():
+    with pytest.raises(ModelError, match="logreg"):
+        build_fusion("hierarchical", branches=TWO, n_classes=N_CLASSES, classifier="svm", C="cv")
 
 
 def test_bad_fusion_names_and_mismatched_classes_are_refused():

@@ -105,22 +105,51 @@ class VoteFusion(DecisionFusion):
         return score / score.sum(1, keepdims=True)
 
 
+#: Inverse regularisation strengths tried when ``C="cv"``
+CV_CS = tuple(float(c) for c in np.logspace(-3, 2, 11))
+
+
+def _logistic_regression(C: float | str, y: np.ndarray, *, max_iter: int, seed: int = 0):
+    """A logistic regression; ``C="cv"`` picks C from :data:`CV_CS` by stratified inner folds (up to 5)
+    of the tracks it is fitted on (the fusion tracks: never test), by log-loss."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    if C != "cv":
+        if isinstance(C, str):
+            raise ModelError(f"C must be a number or 'cv', got {C!r}")
+        return LogisticRegression(C=C, max_iter=max_iter)
+    counts = np.bincount(np.asarray(y))
+    counts = counts[counts > 0]
+    folds = int(min(5, counts.min())) if counts.size else 0
+    if folds < 2:
+        raise ModelError("C='cv' needs at least two tracks of every class among the fusion tracks")
+    return GridSearchCV(LogisticRegression(max_iter=max_iter), {"C": list(CV_CS)}, scoring="neg_log_loss",
+                        cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+
+
 @register_fusion("stacking", kind="decision")
 class StackingFusion(DecisionFusion):
-    """Stacking: a logistic regression on the branches' concatenated log-probabilities."""
+    """Stacking: a logistic regression on the branches' concatenated, standardised log-probabilities;
+    ``C="cv"`` (default) chooses its regularisation by inner folds of the fusion tracks, since a
+    fixed C let 5 overconfident branches x 10 classes overfit 197 GTZAN validation tracks (45 %, below
+    every branch alone)."""
 
-    def __init__(self, *, branches, n_classes: int, C: float = 1.0):
+    def __init__(self, *, branches, n_classes: int, C: float | str = "cv", seed: int = 0):
         super().__init__(branches=branches, n_classes=n_classes)
-        self.C, self.model = C, None
+        _logistic_regression(C, np.arange(2).repeat(2), max_iter=1)  # a bad C fails before any training
+        self.C, self.seed, self.model = C, seed, None
 
     def _x(self, outputs):
         p = self.probs(outputs)
         return np.log(np.clip(p, 1e-12, None)).transpose(1, 0, 2).reshape(p.shape[1], -1)
 
     def fit(self, outputs, y):
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
 
-        self.model = LogisticRegression(C=self.C, max_iter=2000).fit(self._x(outputs), y)
+        self.model = make_pipeline(StandardScaler(), _logistic_regression(self.C, y, max_iter=2000, seed=self.seed)
+                                   ).fit(self._x(outputs), y)
         return self
 
     def predict_proba(self, outputs):
@@ -131,14 +160,15 @@ class StackingFusion(DecisionFusion):
         return out
 
 
-def _hierarchical_classifier(name: str, C: float, seed: int, y: np.ndarray):
-    from sklearn.linear_model import LogisticRegression
+def _hierarchical_classifier(name: str, C: float | str, seed: int, y: np.ndarray):
     from sklearn.neural_network import MLPClassifier
 
     from genrefusion.models.classical import calibrated_svc
 
+    if C == "cv" and name != "logreg":
+        raise ModelError(f"hierarchical fusion: C='cv' is for the logreg classifier, not {name!r}")
     makers = {
-        "logreg": lambda: LogisticRegression(C=C, max_iter=3000),
+        "logreg": lambda: _logistic_regression(C, y, max_iter=3000, seed=seed),
         "svm": lambda: calibrated_svc(C=C, seed=seed, y=y),
         "mlp": lambda: MLPClassifier((256,), alpha=1.0 / C, max_iter=500, early_stopping=False, random_state=seed),
     }
@@ -150,11 +180,15 @@ def _hierarchical_classifier(name: str, C: float, seed: int, y: np.ndarray):
 @register_fusion("hierarchical", kind="decision")
 class HierarchicalFusion(DecisionFusion):
     """Hierarchical fusion: frozen branches' embeddings concatenated, zero-variance dimensions removed,
-    standardised, then a classifier (logistic regression, SVM or MLP)."""
+    standardised, then a classifier (logistic regression, SVM or MLP). ``C="cv"`` (logistic regression
+    only; its default) chooses the regularisation by inner folds of the fusion tracks; SVM and MLP
+    default to C=1."""
 
-    def __init__(self, *, branches, n_classes: int, classifier: str = "logreg", C: float = 1.0, seed: int = 0):
+    def __init__(self, *, branches, n_classes: int, classifier: str = "logreg", C: float | str | None = None,
+                 seed: int = 0):
         super().__init__(branches=branches, n_classes=n_classes)
-        _hierarchical_classifier(classifier, C, seed, np.arange(2))  # fail on a bad name before any training
+        C = ("cv" if classifier == "logreg" else 1.0) if C is None else C
+        _hierarchical_classifier(classifier, C, seed, np.arange(2).repeat(2))  # a bad name fails before any training
         self.classifier, self.C, self.seed, self.model = classifier, C, seed, None
 
     def _x(self, outputs):
