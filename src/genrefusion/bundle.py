@@ -10,6 +10,7 @@ outputs equal the saved model's.
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import platform
@@ -23,6 +24,7 @@ from genrefusion import __version__
 from genrefusion.errors import ModelError
 from genrefusion.fusion.model import FrozenFusion, FusionModel
 from genrefusion.fusion.registry import build_fusion
+from genrefusion.models.registry import get_branch
 from genrefusion.training.data import Windowing
 from genrefusion.training.fit import Fitted
 
@@ -114,9 +116,9 @@ def load_bundle(folder: str | Path) -> tuple[Fitted, dict]:
     spec = meta["model"]
     n_classes = len(meta["labels"])
     if spec["type"] == "joint":
-        model: Any = _module(FusionModel(**spec["spec"]), weights["model"])
+        model: Any = _module(FusionModel(**_no_initial_weights(spec["spec"])), weights["model"])
     else:
-        branches = {n: (_module(FusionModel(**b["spec"]), weights[f"branch/{n}"]) if b["type"] == "neural"
+        branches = {n: (_module(FusionModel(**_no_initial_weights(b["spec"])), weights[f"branch/{n}"]) if b["type"] == "neural"
                         else objects[f"branch/{n}"]) for n, b in spec["branches"].items()}
         f = spec["fusion"]
         fusion = None
@@ -132,6 +134,16 @@ def load_bundle(folder: str | Path) -> tuple[Fitted, dict]:
     w = meta["windowing"]
     return Fitted(model=model, labels=meta["labels"], windowing=Windowing(w["window_s"], w["hop_s"]),
                   inputs=meta["inputs"]), meta
+
+
+def _no_initial_weights(net_spec: dict) -> dict:
+    """The network spec with ``pretrained=False`` for branches that take it: the bundle's weights replace
+    the initial (e.g. ImageNet) ones, which need not be read, nor their package installed."""
+    out = copy.deepcopy(net_spec)
+    for b in out["branches"].values():
+        if "pretrained" in get_branch(b["model"]).params:
+            b.setdefault("args", {})["pretrained"] = False
+    return out
 
 
 def _module(module: torch.nn.Module, state: dict) -> torch.nn.Module:

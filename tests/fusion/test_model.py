@@ -23,3 +23,22 @@ def test_convolutional_branches_run_channels_last_with_unchanged_outputs():
         model.branches["cnn"].to(memory_format=torch.contiguous_format)
         plain = model(x)["logits"]
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bundled_pretrained_branch_is_rebuilt_without_its_initial_weights(monkeypatch):
+    from genrefusion import bundle
+    from genrefusion.models import efficientnet
+
+    spec = {"n_classes": 3, "inputs": {"image": {"layout": "image", "shape": (1, 32, 32)}},
+            "branches": {"lite0": {"model": "efficientnet_lite0", "inputs": ["image"], "args": {"dropout": 0.3}},
+                         "cnn": {"model": "cnn2d", "inputs": ["image"], "args": {"channels": [4]}}},
+            "fusion": {"strategy": "logit"}}
+    rebuilt = bundle._no_initial_weights(spec)
+    assert rebuilt["branches"]["lite0"]["args"] == {"dropout": 0.3, "pretrained": False}
+    assert rebuilt["branches"]["cnn"]["args"] == {"channels": [4]} and "pretrained" not in spec["branches"]["lite0"]["args"]
+
+    def no_download():
+        raise AssertionError("the ImageNet weights were read")
+
+    monkeypatch.setattr(efficientnet, "lite0_imagenet_state", no_download)
+    FusionModel(**rebuilt)  # the bundle's weights are loaded next; the ImageNet ones are never read
