@@ -67,8 +67,9 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, featur
     """Time every stage on ``clips`` (30 s audio files). ``feature_clips``: clips per feature timing."""
     from genrefusion import audio
     from genrefusion.features.registry import FEATURES
-    from genrefusion.inference.predictor import Predictor, predict_files
+    from genrefusion.inference.predictor import Predictor, predict_files, reuse_freed_memory
 
+    reuse_freed_memory()  # as prediction does (and so for every row, the naive baseline's too)
     t_start = time.perf_counter()
     res = SpeedResult(n_clips=len(clips))
     predictor = Predictor(bundle)

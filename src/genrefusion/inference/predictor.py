@@ -200,6 +200,26 @@ def single_threaded():
         torch.set_num_threads(before)
 
 
+def reuse_freed_memory() -> None:
+    """Keep freed buffers in this process's heap (glibc's ``mallopt``; elsewhere a no-op).
+
+    Each clip's features allocate and free whole-track arrays of a few MB. By default glibc gives
+    such blocks back to the system, and each clip then faults in and zeroes fresh pages: measured
+    on 20 clips, 47-52 ms of features per clip, 41-43 ms with freed memory kept (up to 256 MB).
+    Process-wide, so it is called where genrefusion owns the process: prediction and the service.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 * 2**20)  # blocks up to 32 MB (glibc's maximum) come from the heap
+    mallopt(m_trim_threshold, 256 * 2**20)  # and up to 256 MB of free heap stays with the process
+
+
 # One predictor per worker process, made by the pool's initializer.
 _WORKER: Predictor | None = None
 
@@ -209,6 +229,7 @@ def _init_worker(bundle, backend) -> None:
     from threadpoolctl import threadpool_limits
 
     global _WORKER
+    reuse_freed_memory()
     torch.set_num_threads(1)  # the pool gives the parallelism; threads inside each would fight for cores
     threadpool_limits(1)  # numpy's BLAS too
     _WORKER = Predictor(bundle, backend=backend)
@@ -232,10 +253,12 @@ def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, 
     """``(path, prediction, None)`` or ``(path, None, reason)`` per file; ``workers`` processes.
 
     A bad file gives its reason and the others go on. ``ordered=False`` yields as files finish.
-    ``predictor``: an already loaded one for the in-process case (``workers`` 1).
+    ``predictor``: an already loaded one for the in-process case (``workers`` 1), which also
+    makes this process keep its freed memory (:func:`reuse_freed_memory`).
     """
     paths = [str(p) for p in paths]
     if workers <= 1 or len(paths) <= 1:
+        reuse_freed_memory()
         if predictor is None:
             with single_threaded():  # an ONNX session fixes its thread count when it is made
                 predictor = Predictor(bundle, backend=backend)

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from genrefusion.errors import GenreFusionError
-from genrefusion.inference.predictor import Predictor
+from genrefusion.inference.predictor import Predictor, reuse_freed_memory
 
 # fastapi is the optional extra [serve]; this module is imported only by `genrefusion serve`.
 PAGE = Path(__file__).with_name("page.html")
@@ -166,6 +166,7 @@ def serve(predictor: Predictor, *, host: str = "127.0.0.1", port: int = 8000,
     # more than they give (see inference.predictor.single_threaded).
     torch.set_num_threads(1)
     threadpool_limits(1)
+    reuse_freed_memory()
     predictor.warm_up()
 
     uvicorn.run(create_app(predictor, config), host=host, port=port, log_level="info")
