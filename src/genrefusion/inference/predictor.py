@@ -11,6 +11,7 @@ aggregated to the file, and kept, with their times, as its timeline.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -200,8 +201,9 @@ def single_threaded():
         torch.set_num_threads(before)
 
 
+@cache
 def reuse_freed_memory() -> None:
-    """Keep freed buffers in this process's heap (glibc's ``mallopt``; elsewhere a no-op).
+    """Keep freed buffers in this process's heap (glibc's ``mallopt``; elsewhere a no-op); once.
 
     Each clip's features allocate and free whole-track arrays of a few MB. By default glibc gives
     such blocks back to the system, and each clip then faults in and zeroes fresh pages: measured
@@ -213,7 +215,7 @@ def reuse_freed_memory() -> None:
 
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
-    except (OSError, AttributeError):  # not glibc
+    except (OSError, AttributeError, TypeError):  # not glibc
         return
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 * 2**20)  # blocks up to 32 MB (glibc's maximum) come from the heap
@@ -253,8 +255,8 @@ def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, 
     """``(path, prediction, None)`` or ``(path, None, reason)`` per file; ``workers`` processes.
 
     A bad file gives its reason and the others go on. ``ordered=False`` yields as files finish.
-    ``predictor``: an already loaded one for the in-process case (``workers`` 1), which also
-    makes this process keep its freed memory (:func:`reuse_freed_memory`).
+    ``predictor``: an already loaded one for the in-process case (``workers`` 1). That case makes
+    this process keep its freed memory (:func:`reuse_freed_memory`), as the workers do.
     """
     paths = [str(p) for p in paths]
     if workers <= 1 or len(paths) <= 1:
