@@ -135,7 +135,11 @@ def colour_index(S: np.ndarray, *, vmin: float | None = None, vmax: float | None
     S = S if S.dtype in (np.float32, np.float64) else S.astype(np.float64)
     lo = S.dtype.type(S.min() if vmin is None else vmin)
     hi = S.dtype.type(S.max() if vmax is None else vmax)
-    x = np.zeros_like(S) if lo == hi else (S - lo) / (hi - lo)
+    return lookup_index(np.zeros_like(S) if lo == hi else (S - lo) / (hi - lo))
+
+
+def lookup_index(x: np.ndarray) -> np.ndarray:
+    """matplotlib's 256-colour lookup of values normalised to [0, 1]: the colour index, uint8."""
     x = x * x.dtype.type(N_COLOURS)
     x[x == N_COLOURS] = N_COLOURS - 1
     return np.clip(x, -1, N_COLOURS).astype(np.int64).clip(0, N_COLOURS - 1).astype(np.uint8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genrefusion.features.images import N_COLOURS, _pixel_map, render_specshow
+from genrefusion.features.images import _pixel_map, lookup_index, render_specshow
 from genrefusion.features.summary import spectral_shape, zero_crossing_rate
 
 
@@ -37,10 +37,7 @@ def librosa_mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: st
     S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=n_mels), ref=np.max)
     if renderer == "matplotlib":
         return render_specshow(S, sr=sr)
-    x = np.asarray(Normalize()(S))
-    x = x * x.dtype.type(N_COLOURS)
-    x[x == N_COLOURS] = N_COLOURS - 1
-    idx = np.clip(x, -1, N_COLOURS).astype(np.int64).clip(0, N_COLOURS - 1).astype(np.uint8)
+    idx = lookup_index(np.asarray(Normalize()(S)))
     rows, cols = _pixel_map(*S.shape)
     return idx[np.ix_(rows, cols)]
 
