@@ -385,6 +385,8 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                   runs: Path = typer.Option(Path("runs/benchmarks"), "--runs", help="Where the suites' run folders go."),
                   store: Path = typer.Option(Path("store"), "--store", help="Feature store shared by all runs."),
                   seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds per model on fixed splits (full mode)."),
+                  resume: bool = typer.Option(False, "--resume", help="Keep the entries an earlier run of the same "
+                                              "suite and mode finished (in the report's results.json); run the rest."),
                   list_only: bool = typer.Option(False, "--list", help="List the suites and exit.")):
     """Run benchmark suites on the shared data and regenerate docs/BENCHMARKS.md."""
     from genrefusion.benchmarks.run import SPEED, benchmark
@@ -400,8 +402,9 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                       "—", "GTZAN's real 30 s clips, the packaged default model")
         out.print(table)
         return
-    path = benchmark(list(suites or [*SUITES, SPEED]), data_root=str(data or data_root()), out=report, runs_dir=runs, quick=quick, seeds=seeds,
-                     store=str(store), log=_log)
+    path = benchmark(list(suites or [*SUITES, SPEED]), data_root=str(data or data_root()), out=report, runs_dir=runs,
+                     quick=quick, seeds=seeds,
+                     store=str(store), resume=resume, log=_log)
     out.print(f"wrote {path}", highlight=False)
 
 

@@ -53,6 +53,61 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
     assert "which ran `synth2`" in text
 
 
+def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_store, tmp_path, monkeypatch):  # noqa: F811
+    base = {"data": {"path": synth_gtzan.name, "workers": 0}, "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}},
+            "inputs": {"table": {"feature": "table_row"}}, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}
+    entries = (Entry("first", base), Entry("second", {**base, "split": {"published": "no_such_split"}}))
+    monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", entries))
+    report = tmp_path / "docs" / "BENCHMARKS.md"
+
+    def run(resume: bool, quick: bool = False) -> list[str]:
+        logged: list[str] = []
+        benchmark(["synth"], data_root=str(synth_gtzan.parent), out=report, runs_dir=tmp_path / "runs", quick=quick,
+                  seeds=1, store=str(synth_store), resume=resume, log=logged.append)
+        return logged
+
+    run(resume=False)
+    first = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"][0]
+    monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", (entries[0], Entry("second", base))))
+    logged = run(resume=True)
+    assert "[synth] first: kept from the earlier run" in logged  # not trained again
+    assert not any(m.startswith("[synth] second: kept") for m in logged)  # it failed before: run again
+    section = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]
+    assert section["entries"][0] == first and section["entries"][1]["ok"] and len(section["kept_from"]) == 1
+    text = report.read_text()
+    assert "It kept (`--resume`) the entries this earlier command had finished: Results of `" in text
+    assert "| second | **failed** |" not in text
+    assert not any("kept from" in m for m in run(resume=True, quick=True))  # a quick run never keeps full-mode results
+
+
+def test_concurrent_reports_keep_each_others_sections(tmp_path, monkeypatch):
+    """Two benchmark commands writing at once: each merges into what the other wrote."""
+    import threading
+    import time
+
+    real_load = run_mod.load_results
+
+    def slow_load(path):  # widen the window between reading results.json and rewriting it
+        data = real_load(path)
+        time.sleep(0.3)
+        return data
+
+    monkeypatch.setattr(run_mod, "load_results", slow_load)
+    names = ("synth-a", "synth-b")
+    for n in names:
+        monkeypatch.setitem(SUITES, n, Suite(n, n, "holdout", ()))
+    out = tmp_path / "docs" / "BENCHMARKS.md"
+    threads = [threading.Thread(target=run_mod.write_benchmarks, args=([run_mod.SuiteResult(SUITES[n], [], 1.0)],),
+                                kwargs={"out": out, "quick": True, "wall_s": 1.0, "argv": ["genrefusion", n]})
+               for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = json.loads((tmp_path / "docs" / "benchmarks" / "results.json").read_text())
+    assert sorted(stored["suites"]) == list(names)
+
+
 def test_quick_mode_shrinks_every_protocol():
     for suite in SUITES.values():
         for e in suite.entries:

@@ -15,6 +15,7 @@ import shlex
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -44,18 +45,29 @@ class SuiteResult:
     entries: list[EntryResult]
     seconds: float
     partial: bool = False  # written while the suite was still running: only its first entries
+    kept_from: list[str] = field(default_factory=list)  # provenance lines of earlier runs whose entries --resume kept
 
 
 def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: int = 5, store: str = "store",
-              log: Callable[[str], None] = print,
-              on_entry: Callable[[SuiteResult], None] | None = None) -> SuiteResult:
-    """Train and test every entry; ``on_entry`` gets the partial result after each one."""
+              log: Callable[[str], None] = print, on_entry: Callable[[SuiteResult], None] | None = None,
+              keep: dict[str, EntryResult] | None = None, kept_from: list[str] | None = None) -> SuiteResult:
+    """Train and test every entry; ``on_entry`` gets the partial result after each one. Entries in
+    ``keep`` (by label: results of an earlier run, ``kept_from`` naming it) are reported, not re-run."""
     from genrefusion.training.run import train_run
 
     suite = get_suite(name)
-    t0 = time.perf_counter()
+    keep = keep or {}
+    t0 = time.perf_counter() - sum(k.seconds for k in keep.values())  # the suite's time counts the kept entries' too
     results = []
+
+    def so_far(partial: bool) -> SuiteResult:
+        return SuiteResult(suite, list(results), time.perf_counter() - t0, partial, list(kept_from or []))
+
     for i, entry in enumerate(suite.entries):
+        if entry.label in keep:
+            log(f"[{suite.name}] {entry.label}: kept from the earlier run")
+            results.append(keep[entry.label])
+            continue
         run_dir = out_dir / suite.name / f"{i:02d}"
         cfg_dict = entry_config(entry, data_root=data_root, quick=quick, seeds=seeds)
         cfg_dict["name"] = f"{suite.name}/{i:02d} {entry.label}"
@@ -77,8 +89,8 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
             (run_dir).mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
         if on_entry is not None and len(results) < len(suite.entries):
-            on_entry(SuiteResult(suite, list(results), time.perf_counter() - t0, partial=True))
-    return SuiteResult(suite, results, time.perf_counter() - t0)
+            on_entry(so_far(partial=True))
+    return so_far(partial=False)
 
 
 def _pct(d: dict | None) -> str:
@@ -137,6 +149,7 @@ def run_speed(*, data_root: str, quick: bool, log: Callable[[str], None] = print
 
 #: The results behind the report, beside its PNGs: each section's entries and the command that made them.
 RESULTS_FILE = "results.json"
+LOCK_FILE = ".results.lock"
 
 
 @dataclass
@@ -178,7 +191,37 @@ def load_results(path: Path) -> dict:
 
 def _suite_from_json(name: str, stored: dict) -> SuiteResult:
     return SuiteResult(get_suite(name), [EntryResult(**e) for e in stored["entries"]], stored["seconds"],
-                       stored.get("partial", False))
+                       stored.get("partial", False), stored.get("kept_from", []))
+
+
+def resumable(stored: dict, name: str, *, quick: bool) -> tuple[dict[str, EntryResult], list[str]]:
+    """The entries of suite ``name`` that an earlier run in the same mode finished without failing (by
+    label), and the provenance lines of the runs they came from: what ``--resume`` keeps."""
+    section = stored["suites"].get(name)
+    if section is None or section["provenance"]["quick"] != quick:
+        return {}, []
+    kept = {e["label"]: EntryResult(**e) for e in section["entries"] if e["ok"]}
+    if not kept:
+        return {}, []
+    lines = section.get("kept_from", [])
+    return kept, [Provenance(**section["provenance"]).line(), *lines]
+
+
+@contextmanager
+def _locked(assets: Path):
+    """Hold the report's lock: two ``benchmark`` commands at once each read, merge and rewrite
+    ``results.json``, and without it one could drop the other's section."""
+    with open(assets / LOCK_FILE, "a") as fh:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock (run one benchmark command at a time)
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _speed_from_json(stored: dict):
@@ -203,13 +246,19 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
     """``BENCHMARKS.md`` (and its PNGs in ``benchmarks/`` beside it): the suites run now, and every
     other section an earlier command left in ``results.json``, each under the line saying which
     command, mode and machine produced it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    assets = out.parent / "benchmarks"
+    assets.mkdir(exist_ok=True)
+    with _locked(assets):
+        return _merge_and_write(results, out=out, assets=assets, quick=quick, wall_s=wall_s, argv=argv, speed=speed)
+
+
+def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, quick: bool, wall_s: float,
+                     argv: list[str], speed) -> Path:
     import shutil
 
     from genrefusion.benchmarks.suites import SUITES
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    assets = out.parent / "benchmarks"
-    assets.mkdir(exist_ok=True)
     stored = load_results(assets / RESULTS_FILE)
     here = Provenance.now(argv, quick, wall_s)
     for res in results:
@@ -221,7 +270,7 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
         if cm is not None and cm.exists():
             shutil.copy(cm, assets / f"{res.suite.name}-best-confusion.png")
         stored["suites"][res.suite.name] = {"provenance": here.__dict__, "seconds": res.seconds, "partial": res.partial,
-                                            "entries": [e.__dict__ for e in res.entries]}
+                                            "kept_from": res.kept_from, "entries": [e.__dict__ for e in res.entries]}
     if speed is not None:
         stored["speed"] = {"provenance": here.__dict__, "result": dataclasses.asdict(speed)}
     (assets / RESULTS_FILE).write_text(json.dumps(stored, indent=1), encoding="utf-8")
@@ -253,6 +302,8 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
 def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[str]:
     s = res.suite
     lines = [f"## {s.title} (`{s.name}`)", "", prov.line(), ""]
+    lines += [f"It kept (`--resume`) the entries this earlier command had finished: {k}" for k in res.kept_from]
+    lines += [""] if res.kept_from else []
     if res.partial:
         lines += [f"> **Partial**: {len(res.entries)} of {len(s.entries)} entries had finished when this was written "
                   "(the command was still running, or was stopped); the others have no result yet.", ""]
@@ -287,10 +338,13 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
 
 
 def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, quick: bool, seeds: int = 5,
-              store: str = "store", log: Callable[[str], None] = print) -> Path:
+              store: str = "store", resume: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Run ``suites`` and rewrite ``out``. ``resume``: keep the entries that an earlier run of the same
+    suite in the same mode finished (read from the report's ``results.json``) and run only the rest."""
     training = [n for n in suites if n != SPEED]
     for name in training:
         get_suite(name)  # every name valid before anything runs
+    stored = load_results(out.parent / "benchmarks" / RESULTS_FILE) if resume else {"suites": {}}
     t0 = time.perf_counter()
     argv = ["genrefusion", *sys.argv[1:]]
     results: list[SuiteResult] = []
@@ -299,7 +353,8 @@ def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, q
         write_benchmarks([*results, partial], out=out, quick=quick, wall_s=time.perf_counter() - t0, argv=argv)
 
     for n in training:
+        keep, kept_from = resumable(stored, n, quick=quick)
         results.append(run_suite(n, data_root=data_root, out_dir=runs_dir, quick=quick, seeds=seeds, store=store,
-                                 log=log, on_entry=checkpoint))
+                                 log=log, on_entry=checkpoint, keep=keep, kept_from=kept_from))
     speed = run_speed(data_root=data_root, quick=quick, log=log) if SPEED in suites else None
     return write_benchmarks(results, out=out, quick=quick, wall_s=time.perf_counter() - t0, speed=speed, argv=argv)
