@@ -42,3 +42,18 @@ def test_a_bundled_pretrained_branch_is_rebuilt_without_its_initial_weights(monk
 
     monkeypatch.setattr(efficientnet, "lite0_imagenet_state", no_download)
     FusionModel(**rebuilt)  # the bundle's weights are loaded next; the ImageNet ones are never read
+
+
+def test_predict_runs_in_eval_mode_and_switches_only_a_training_model(monkeypatch):
+    torch.manual_seed(0)
+    model = FusionModel(n_classes=3, inputs={"table": {"layout": "vector", "shape": (5,)}},
+                        branches={"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 8, "dropout": 0.5}}},
+                        fusion=None).train()
+    x = {"table": torch.randn(6, 5)}
+    first = model.predict(x)[0]  # dropout off: the same answer each time
+    assert not any(m.training for m in model.modules())
+    switched = []
+    monkeypatch.setattr(torch.nn.Module, "eval", lambda self: switched.append(self) or self.train(False))
+    again = model.predict(x)[0]
+    assert switched == []  # already in eval mode: no walk over every submodule per prediction
+    assert (first == again).all()

@@ -187,12 +187,20 @@ class FusionModel(nn.Module):
     @torch.no_grad()
     def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Fused ``(N, C)`` probabilities and each branch's own, from one forward pass."""
-        self.eval()
-        out = self(x)
+        out = _in_eval_mode(self)(x)
         return _softmax(out["logits"]), {n: _softmax(o["logits"]) for n, o in out["branches"].items()}
 
     def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
         return self.predict(x)[0]
+
+
+def _in_eval_mode(module):
+    """``module`` switched to eval mode if it is training. ``.eval()`` walks every submodule (~3 ms
+    per call for an EfficientNet), and prediction calls this once per clip; train()/eval() set a
+    tree at once, so the root's flag tells."""
+    if getattr(module, "training", False):
+        module.eval()
+    return module
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -222,7 +230,7 @@ class FrozenFusion:
             if hasattr(b, "prepare"):  # classical: fitted on vectors
                 out[name] = b(b.prepare([x[i] for i in self.branch_inputs[name]]))
             else:  # a one-branch network (a FusionModel, or its ONNX stand-in)
-                out[name] = b.eval()(x)["branches"][name]
+                out[name] = _in_eval_mode(b)(x)["branches"][name]
         return out
 
     @torch.no_grad()
@@ -233,8 +241,7 @@ class FrozenFusion:
         if self.fusion is None:  # a single branch decides
             return next(iter(alone.values())), alone
         if isinstance(self.fusion, nn.Module):
-            self.fusion.eval()
-            return _softmax(self.fusion(outs)["logits"]), alone
+            return _softmax(_in_eval_mode(self.fusion)(outs)["logits"]), alone
         return self.fusion.predict_proba({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}), alone
 
     def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
