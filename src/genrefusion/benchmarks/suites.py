@@ -76,12 +76,13 @@ def _gtzan_entries(split: str) -> tuple[Entry, ...]:
     five = ["cnn", "lite0", "mlp", "gbm", "logreg"]
     frozen = lambda s: _gtzan(split, five, {"strategy": s, "mode": "frozen"})  # noqa: E731
     joint = lambda s: _gtzan(split, ["lite0", "mlp"], {"strategy": s, "mode": "joint"})  # noqa: E731
+    # cheap entries first: a run stopped part-way (or resumed in pieces) has already reported them
     return (
-        Entry("image CNN (from scratch)", _gtzan(split, ["cnn"])),
-        Entry("image EfficientNet-Lite0 (ImageNet-initialised)", _gtzan(split, ["lite0"])),
         Entry("MLP on 57 features", _gtzan(split, ["mlp"])),
         Entry("gradient boosting on 57 features", _gtzan(split, ["gbm"])),
         Entry("logistic regression on 57 features", _gtzan(split, ["logreg"])),
+        Entry("image CNN (from scratch)", _gtzan(split, ["cnn"])),
+        Entry("image EfficientNet-Lite0 (ImageNet-initialised)", _gtzan(split, ["lite0"])),
         Entry("fusion: mean (CNN, Lite0, MLP, GBM, LR)", frozen("mean")),
         Entry("fusion: weighted mean (same five)", frozen("weighted_mean")),
         Entry("fusion: product (same five)", frozen("product")),
@@ -130,10 +131,10 @@ register_suite(Suite(
               _emotify({**MUSICNN, **SUMMARY}, {"svm": {"model": "svm", "inputs": ["musicnn"]},
                                                  "gbm": {"model": "gbm", "inputs": ["summary"]}},
                        {"strategy": "weighted_mean", "mode": "frozen"})),
-        Entry("late-fusion CNN (STFT, mel, MFCC)", _emotify(SPECTRA, {"spectra": {"model": "multispectral_late",
-              "inputs": ["stft", "mel", "mfcc"], "args": {"channels": [16, 32, 64, 64]}}}, train=WINDOWS)),
         Entry("mel CNN, 3 s windows averaged", _emotify({"mel": SPECTRA["mel"]}, {"cnn": {"model": "cnn2d", "inputs": ["mel"]}},
                                                         train=WINDOWS)),
+        Entry("late-fusion CNN (STFT, mel, MFCC)", _emotify(SPECTRA, {"spectra": {"model": "multispectral_late",
+              "inputs": ["stft", "mel", "mfcc"], "args": {"channels": [16, 32, 64, 64]}}}, train=WINDOWS)),
         Entry("fusion: stacking (musicnn SVM, summary GBM, mel CNN)",
               _emotify({**MUSICNN, **SUMMARY, "mel": SPECTRA["mel"]},
                        {"svm": {"model": "svm", "inputs": ["musicnn"]}, "gbm": {"model": "gbm", "inputs": ["summary"]},
