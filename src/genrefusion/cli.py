@@ -403,8 +403,7 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
         out.print(table)
         return
     path = benchmark(list(suites or [*SUITES, SPEED]), data_root=str(data or data_root()), out=report, runs_dir=runs,
-                     quick=quick, seeds=seeds,
-                     store=str(store), resume=resume, log=_log)
+                     quick=quick, seeds=seeds, store=str(store), resume=resume, log=_log)
     out.print(f"wrote {path}", highlight=False)
 
 

@@ -11,8 +11,8 @@ aggregated to the file, and kept, with their times, as its timeline.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from functools import cache
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Iterator
 
