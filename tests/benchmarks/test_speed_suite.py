@@ -4,6 +4,7 @@ targets live in the benchmark report, not in tests)."""
 from __future__ import annotations
 
 from genrefusion.benchmarks.speed import measure_speed, plot_speed, speed_markdown
+from genrefusion.features import dsp
 from tests.inference.conftest import frozen_bundle, songs, synth_gtzan, synth_store  # noqa: F401
 
 
@@ -13,6 +14,9 @@ def test_speed_suite_measures_every_stage_and_writes_its_section(frozen_bundle, 
     stages = {t.stage for t in res.timings}
     assert stages == {"decode", "feature", "branch", "predict", "baseline"}
     assert {"log_mel", "summary_gtzan", "mel_image"} <= {t.what for t in res.timings if t.stage == "feature"}
+    fft_rows = [t for t in res.timings if t.what.startswith("the model's inputs together")]
+    assert [t.what.split(", ")[-1] for t in fft_rows] == [f"{name} FFT" for name in dsp.FFT_BACKENDS]
+    assert res.fft_backend == dsp.default_fft_backend()
     predict = [t.what for t in res.timings if t.stage == "predict"]
     assert len(predict) == 8 and any("onnx, 2 worker" in w for w in predict)
     assert all(t.clips_per_s > 0 for t in res.timings if t.clips) and res.peak_rss_mb

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import Normalize
 
+from genrefusion.errors import FeatureError
 from genrefusion.features import dsp
 from genrefusion.features.images import N_COLOURS, colour_index, mel_image
 from genrefusion.features.reference import librosa_mel_image, librosa_summary_gtzan
@@ -140,3 +141,30 @@ def test_shared_spectra_computes_one_stft_per_clip_and_only_for_that_clip(monkey
     assert len(calls) == 4  # outside the block nothing is kept
     summary_gtzan(y, sr=SR, hpss=False)
     assert len(calls) == 5  # called alone, a feature still computes its STFT once
+
+
+def test_every_fft_backend_gives_numpys_features(y):
+    pytest.importorskip("ducc0", reason="the ducc0 FFT backend needs the [fast] extra")
+    got = {}
+    for backend in dsp.FFT_BACKENDS:
+        with dsp.fft_backend(backend):
+            assert dsp.fft_backend_name() == backend
+            got[backend] = (dsp.stft_magnitude(y), summary_gtzan(y, sr=SR, hpss=False), mel_image(y, sr=SR))
+    (stft, row, image) = got.pop("numpy")
+    for backend, (other_stft, other_row, other_image) in got.items():
+        np.testing.assert_allclose(other_stft, stft, rtol=1e-6, atol=1e-7 * stft.max(), err_msg=backend)
+        np.testing.assert_allclose(other_row, row, rtol=1e-5, atol=1e-6, err_msg=backend)  # tempo included, exactly
+        assert np.abs(other_image.astype(int) - image).max() <= 1, backend  # a level, where dB round at an edge
+
+
+def test_an_unknown_fft_backend_is_one_clear_error(monkeypatch):
+    with pytest.raises(FeatureError, match="unknown FFT backend 'fftw'"):
+        with dsp.fft_backend("fftw"):
+            pass
+    monkeypatch.setenv("GENREFUSION_FFT", "fftw")
+    dsp.default_fft_backend.cache_clear()
+    try:
+        with pytest.raises(FeatureError, match="GENREFUSION_FFT='fftw'"):
+            dsp.rfft_rows(np.zeros((1, 8)))
+    finally:
+        dsp.default_fft_backend.cache_clear()

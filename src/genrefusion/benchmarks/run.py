@@ -228,7 +228,8 @@ def _speed_from_json(stored: dict):
     from genrefusion.benchmarks.speed import SpeedResult, Timing
 
     r = stored["result"]
-    return SpeedResult([Timing(**t) for t in r["timings"]], r["peak_rss_mb"], r["n_clips"], r["seconds"])
+    return SpeedResult([Timing(**t) for t in r["timings"]], r["peak_rss_mb"], r["n_clips"], r["seconds"],
+                       r.get("fft_backend", "numpy"))  # results from before the choice of FFT were numpy's
 
 
 def _train_seconds(run_dir: str) -> float | None:

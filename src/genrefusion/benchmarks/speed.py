@@ -50,6 +50,7 @@ class SpeedResult:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     n_clips: int = 0
     seconds: float = 0.0
+    fft_backend: str = "numpy"  # what every row but the per-backend feature rows used (the workers' too)
 
     def get(self, stage: str, what: str) -> Timing | None:
         return next((t for t in self.timings if t.stage == stage and t.what == what), None)
@@ -62,16 +63,38 @@ def _clock(fn: Callable[[], object], repeat: int = 1) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
+FFT_ROUNDS = 5  # the FFT backends take turns: a drift in the machine's speed (seen: +-15 % over minutes) hits both
+
+
+def _time_fft_backends(fn: Callable[[], object]) -> dict[str, float | Exception]:
+    """Seconds ``fn`` takes under each FFT backend (median of interleaved rounds), or why it could not run."""
+    from genrefusion.errors import FeatureError
+    from genrefusion.features import dsp
+
+    rounds: dict[str, list[float] | Exception] = {name: [] for name in dsp.FFT_BACKENDS}
+    for r in range(FFT_ROUNDS):
+        for name in sorted(rounds, reverse=bool(r % 2)):
+            if isinstance(rounds[name], list):
+                try:
+                    with dsp.fft_backend(name):
+                        rounds[name].append(_clock(fn))
+                except FeatureError as err:
+                    rounds[name] = err
+    return {name: v if isinstance(v, Exception) else float(np.median(v)) for name, v in rounds.items()}
+
+
 def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, feature_clips: int = 5,
                   log: Callable[[str], None] = print) -> SpeedResult:
     """Time every stage on ``clips`` (30 s audio files). ``feature_clips``: clips per feature timing."""
     from genrefusion import audio
+    from genrefusion.errors import FeatureError
+    from genrefusion.features import dsp
     from genrefusion.features.registry import FEATURES
     from genrefusion.inference.predictor import Predictor, predict_files, reuse_freed_memory
 
     reuse_freed_memory()  # as prediction does (and so for every row, the naive baseline's too)
     t_start = time.perf_counter()
-    res = SpeedResult(n_clips=len(clips))
+    res = SpeedResult(n_clips=len(clips), fft_backend=dsp.default_fft_backend())
     predictor = Predictor(bundle)
     sr = predictor.sr
     signals = [audio.load(c, sr=sr)[0] for c in clips[:2]]  # warm-up: imports, JIT, caches
@@ -97,9 +120,13 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, featur
             res.timings.append(Timing("feature", name, 0, 0.0, 0.0, note=f"not measured: {type(err).__name__}: {err}"))
     n = min(len(signals), feature_clips)
     inputs = ", ".join(sorted({s["feature"] for s in predictor.sources.values()}))
-    secs = _clock(lambda: [predictor.features(y) for y in signals[:n]])
-    res.timings.append(Timing("feature", f"the model's inputs together ({inputs}; one shared STFT)", n, secs,
-                              float(sum(durations[:n])), note="with the bundle's parameters"))
+    for fft, secs in _time_fft_backends(lambda: [predictor.features(y) for y in signals[:n]]).items():
+        what = f"the model's inputs together ({inputs}; one shared STFT), {fft} FFT"
+        if isinstance(secs, FeatureError):  # ducc0 not installed
+            res.timings.append(Timing("feature", what, 0, 0.0, 0.0, note=f"not measured: {secs}"))
+        else:
+            res.timings.append(Timing("feature", what, n, secs, float(sum(durations[:n])),
+                                      note=f"with the bundle's parameters; median of {FFT_ROUNDS} interleaved rounds"))
     log("features timed")
 
     feats = [predictor.features(y) for y in signals]
@@ -251,7 +278,8 @@ def speed_markdown(res: SpeedResult, plot_name: str, provenance: str = "") -> li
     """The speed section of BENCHMARKS.md (``provenance``: the line naming the command that measured it)."""
     lines = ["## Speed (`speed`)", "", *([provenance, ""] if provenance else []),
              f"{res.n_clips} real GTZAN clips of 30 s (FLAC, 22 050 Hz), the packaged default model, measured in one run "
-             f"of {res.seconds:.0f} s. Real-time factor = processing seconds per second of audio.", "",
+             f"of {res.seconds:.0f} s, with {res.fft_backend}'s FFT (see the features' rows for the other). "
+             "Real-time factor = processing seconds per second of audio.", "",
              "| stage | what | clips | clips/s | real-time factor | note |", "|---|---|---|---|---|---|"]
     for t in res.timings:
         if t.clips == 0:
