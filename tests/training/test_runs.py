@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 from genrefusion.bundle import load_bundle
 from genrefusion.errors import ConfigError, GenreFusionError, SplitLeakError
 from genrefusion.evaluation.metrics import aggregate
+from genrefusion.file_lock import exclusive
 from genrefusion.training import protocols
 from genrefusion.training.fit import predict_windows
 from genrefusion.training.prepare import load_track_data, open_run_dataset
@@ -270,6 +273,29 @@ def test_reused_branches_train_once_and_change_no_result(synth_gtzan, tmp_path):
     assert len(list((store / "branches").iterdir())) == 1
     other_logs, _ = run("other-seed", "vote", True, seed=1)  # a different network: trained, cached apart
     assert any("epoch=2" in m for m in other_logs) and len(list((store / "branches").iterdir())) == 2
+
+
+def test_a_cached_branch_in_training_elsewhere_is_waited_for_then_reused(synth_gtzan, tmp_path):
+    """Two commands that need the same cached branch at once: the second waits for the first's lock,
+    then resumes its finished checkpoint instead of writing the same last.pt in turns."""
+    cfg = make_config(synth_gtzan, tmp_path / "store", inputs={"table": {"feature": "table_row"}},
+                      branches={"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}},
+                                "lr": {"model": "logreg", "inputs": ["table"]}},
+                      fusion={"strategy": "mean", "mode": "frozen"},
+                      train={"epochs": 2, "batch_size": 16, "reuse_branches": True})
+    train_run(cfg, tmp_path / "first", log=lambda m: None)
+    (branch,) = (tmp_path / "store" / "branches").iterdir()
+    logs: list[str] = []
+    second = threading.Thread(target=train_run, args=(cfg, tmp_path / "second"), kwargs={"log": logs.append})
+    with exclusive(branch / ".lock"):  # as the first command holds it while training
+        second.start()
+        deadline = time.monotonic() + 60
+        while not any("waiting" in m for m in logs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert second.is_alive() and not any("resumed from" in m for m in logs)
+    second.join(60)
+    assert any("[mlp] waiting: another process is training this branch" in m for m in logs)
+    assert any("[mlp] resumed from" in m for m in logs) and not any("[mlp] epoch=" in m for m in logs)
 
 
 def test_a_branch_trains_with_its_own_settings_in_frozen_fusion_only(synth_gtzan, synth_store, tmp_path):

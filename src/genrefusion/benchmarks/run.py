@@ -15,7 +15,6 @@ import shlex
 import sys
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,6 +23,7 @@ from genrefusion import __version__
 from genrefusion.benchmarks.suites import Suite, entry_config, get_suite
 from genrefusion.config import config_from_dict
 from genrefusion.evaluation.report import _pyplot
+from genrefusion.file_lock import exclusive
 
 
 @dataclass
@@ -207,23 +207,6 @@ def resumable(stored: dict, name: str, *, quick: bool) -> tuple[dict[str, EntryR
     return kept, [Provenance(**section["provenance"]).line(), *lines]
 
 
-@contextmanager
-def _locked(assets: Path):
-    """Hold the report's lock: two ``benchmark`` commands at once each read, merge and rewrite
-    ``results.json``, and without it one could drop the other's section."""
-    with open(assets / LOCK_FILE, "a") as fh:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock (run one benchmark command at a time)
-            yield
-            return
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _speed_from_json(stored: dict):
     from genrefusion.benchmarks.speed import SpeedResult, Timing
 
@@ -250,7 +233,9 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
     out.parent.mkdir(parents=True, exist_ok=True)
     assets = out.parent / "benchmarks"
     assets.mkdir(exist_ok=True)
-    with _locked(assets):
+    # two benchmark commands at once each read, merge and rewrite results.json: one at a time, or
+    # one could drop the other's section
+    with exclusive(assets / LOCK_FILE):
         return _merge_and_write(results, out=out, assets=assets, quick=quick, wall_s=wall_s, argv=argv, speed=speed)
 
 

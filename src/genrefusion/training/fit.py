@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,7 @@ from genrefusion.config import RunConfig, TrainConfig, build_section
 from genrefusion.errors import ConfigError, ModelError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.registry import get_feature
+from genrefusion.file_lock import exclusive
 from genrefusion.fusion.model import LAYOUT_INPUT, FrozenFusion, FusionModel
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.registry import build_branch, get_branch
@@ -244,7 +246,14 @@ def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: T
                       features={n: d.feature for n, d in train.inputs.items()},
                       log=lambda m: log(f"[{tag}] {m}"), name=tag)
     valid_src = WindowValidation(valid, windowing, cfg.eval.aggregate) if valid is not None and len(valid) else None
-    return trainer.fit(WindowSource(train, windowing, cfg.train), valid_src)
+
+    def waiting():
+        log(f"[{tag}] waiting: another process is training this branch")
+
+    # two commands training the same cached branch would write one last.pt in turns: the second waits,
+    # then resumes the finished checkpoint (nothing left to train)
+    with exclusive(checkpoint_dir / ".lock", on_wait=waiting) if cfg.train.reuse_branches else nullcontext():
+        return trainer.fit(WindowSource(train, windowing, cfg.train), valid_src)
 
 
 def _train_config(base: TrainConfig, overrides: dict) -> TrainConfig:
