@@ -145,7 +145,7 @@ register_suite(Suite(
                        {"strategy": "weighted_mean", "mode": "frozen"})),
         Entry("mel CNN, 3 s windows averaged", _emotify(MEL, {"cnn": {"model": "cnn2d", "inputs": ["mel"]}},
                                                         train=WINDOWS)),
-        # the recipe itself, so that this entry and the recipes suite's train its networks once (branch cache)
+        # the recipe itself: one definition of the published system, whose networks both suites share (branch cache)
         Entry("late-fusion CNN (STFT, mel, MFCC + deltas): the late-fusion-cnn recipe", _recipe("late-fusion-cnn")),
         Entry("fusion: stacking (musicnn SVM, summary GBM, mel CNN)",
               _emotify({**MUSICNN, **SUMMARY, **MEL},
