@@ -15,10 +15,10 @@ import resource
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+from unittest.mock import patch
 
 import numpy as np
 
@@ -153,7 +153,7 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, featur
             stamps = []
             failed = 0
             memory = _WorkerMemory()
-            with _fft_in_workers(fft):
+            with patch.dict(os.environ, {"GENREFUSION_FFT": fft} if fft else {}):  # restored after the block
                 for _, _, error in predict_files(clips, bundle=folder, workers=workers, backend=backend, ordered=False):
                     stamps.append(time.perf_counter())
                     failed += error is not None
@@ -180,23 +180,6 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, featur
     res.peak_rss_mb["largest worker process"] = worker_peak
     res.seconds = time.perf_counter() - t_start
     return res
-
-
-@contextmanager
-def _fft_in_workers(name: str | None) -> Iterator[None]:
-    """Worker processes started within the block use FFT backend ``name`` (``None``: their default)."""
-    if name is None:
-        yield
-        return
-    before = os.environ.get("GENREFUSION_FFT")
-    os.environ["GENREFUSION_FFT"] = name
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["GENREFUSION_FFT"]
-        else:
-            os.environ["GENREFUSION_FFT"] = before
 
 
 class _WorkerMemory:
