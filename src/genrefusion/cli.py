@@ -386,7 +386,7 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                   store: Path = typer.Option(Path("store"), "--store", help="Feature store shared by all runs."),
                   seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds per model on fixed splits (full mode)."),
                   resume: bool = typer.Option(False, "--resume", help="Keep the entries an earlier run of the same "
-                                              "suite and mode finished (in the report's results.json); run the rest."),
+                                              "suite, mode and --seeds finished (in the report's results.json); run the rest."),
                   list_only: bool = typer.Option(False, "--list", help="List the suites and exit.")):
     """Run benchmark suites on the shared data and regenerate docs/BENCHMARKS.md."""
     from genrefusion.benchmarks.run import SPEED, benchmark

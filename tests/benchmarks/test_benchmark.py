@@ -60,10 +60,10 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
     monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", entries))
     report = tmp_path / "docs" / "BENCHMARKS.md"
 
-    def run(resume: bool, quick: bool = False) -> list[str]:
+    def run(resume: bool, quick: bool = False, seeds: int = 1) -> list[str]:
         logged: list[str] = []
         benchmark(["synth"], data_root=str(synth_gtzan.parent), out=report, runs_dir=tmp_path / "runs", quick=quick,
-                  seeds=1, store=str(synth_store), resume=resume, log=logged.append)
+                  seeds=seeds, store=str(synth_store), resume=resume, log=logged.append)
         return logged
 
     run(resume=False)
@@ -77,6 +77,8 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
     text = report.read_text()
     assert "It kept (`--resume`) the entries this earlier command had finished: Results of `" in text
     assert "| second | **failed** |" not in text
+    assert "full mode, 1 seed per model on fixed splits" in text
+    assert not any("kept from" in m for m in run(resume=True, seeds=2))  # one seed's results are not two seeds'
     assert not any("kept from" in m for m in run(resume=True, quick=True))  # a quick run never keeps full-mode results
 
 

@@ -162,17 +162,18 @@ class Provenance:
     versions: str
     machine: str
     seconds: float
+    seeds: int = 5  # seeds per model on fixed splits; sections written before it was recorded used the CLI's 5
 
     @classmethod
-    def now(cls, argv: list[str], quick: bool, seconds: float) -> "Provenance":
+    def now(cls, argv: list[str], quick: bool, seconds: float, seeds: int) -> "Provenance":
         import torch
 
         return cls(" ".join(shlex.quote(a) for a in argv), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), quick,
-                   f"genrefusion {__version__}, torch {torch.__version__}", _machine(), seconds)
+                   f"genrefusion {__version__}, torch {torch.__version__}", _machine(), seconds, seeds)
 
     def line(self) -> str:
         mode = "**quick mode** (one seed, two epochs: shows that the code runs, not the models' accuracy)" if self.quick \
-            else "full mode"
+            else f"full mode, {self.seeds} seed{'s' * (self.seeds != 1)} per model on fixed splits"
         return (f"Results of `{self.command}` ({mode}) on {self.date}; {self.versions}; {self.machine}; "
                 f"wall time {self.seconds / 60:.1f} min.")
 
@@ -194,17 +195,21 @@ def _suite_from_json(name: str, stored: dict) -> SuiteResult:
                        stored.get("partial", False), stored.get("kept_from", []))
 
 
-def resumable(stored: dict, name: str, *, quick: bool) -> tuple[dict[str, EntryResult], list[str]]:
-    """The entries of suite ``name`` that an earlier run in the same mode finished without failing (by
-    label), and the provenance lines of the runs they came from: what ``--resume`` keeps."""
+def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict[str, EntryResult], list[str]]:
+    """The entries of suite ``name`` that an earlier run in the same mode and with the same ``seeds``
+    finished without failing (by label), and the provenance lines of the runs they came from: what
+    ``--resume`` keeps."""
     section = stored["suites"].get(name)
-    if section is None or section["provenance"]["quick"] != quick:
+    if section is None:
+        return {}, []
+    prov = Provenance(**section["provenance"])
+    if prov.quick != quick or (not quick and prov.seeds != seeds):  # quick mode always runs one seed
         return {}, []
     kept = {e["label"]: EntryResult(**e) for e in section["entries"] if e["ok"]}
     if not kept:
         return {}, []
     lines = section.get("kept_from", [])
-    return kept, [Provenance(**section["provenance"]).line(), *lines]
+    return kept, [prov.line(), *lines]
 
 
 def _speed_from_json(stored: dict):
@@ -226,7 +231,7 @@ def _train_seconds(run_dir: str) -> float | None:
 
 
 def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall_s: float, argv: list[str],
-                     speed=None) -> Path:
+                     speed=None, seeds: int = 5) -> Path:
     """``BENCHMARKS.md`` (and its PNGs in ``benchmarks/`` beside it): the suites run now, and every
     other section an earlier command left in ``results.json``, each under the line saying which
     command, mode and machine produced it."""
@@ -236,17 +241,18 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
     # two benchmark commands at once each read, merge and rewrite results.json: one at a time, or
     # one could drop the other's section
     with exclusive(assets / LOCK_FILE):
-        return _merge_and_write(results, out=out, assets=assets, quick=quick, wall_s=wall_s, argv=argv, speed=speed)
+        return _merge_and_write(results, out=out, assets=assets, quick=quick, wall_s=wall_s, argv=argv, speed=speed,
+                                seeds=seeds)
 
 
 def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, quick: bool, wall_s: float,
-                     argv: list[str], speed) -> Path:
+                     argv: list[str], speed, seeds: int) -> Path:
     import shutil
 
     from genrefusion.benchmarks.suites import SUITES
 
     stored = load_results(assets / RESULTS_FILE)
-    here = Provenance.now(argv, quick, wall_s)
+    here = Provenance.now(argv, quick, wall_s, seeds)
     for res in results:
         for e in res.entries:
             e.extra.setdefault("train s", f"{t:.0f}" if (t := _train_seconds(e.run_dir)) is not None else "—")
@@ -326,7 +332,8 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
 def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, quick: bool, seeds: int = 5,
               store: str = "store", resume: bool = False, log: Callable[[str], None] = print) -> Path:
     """Run ``suites`` and rewrite ``out``. ``resume``: keep the entries that an earlier run of the same
-    suite in the same mode finished (read from the report's ``results.json``) and run only the rest."""
+    suite in the same mode, with the same ``seeds``, finished (read from the report's ``results.json``)
+    and run only the rest."""
     training = [n for n in suites if n != SPEED]
     for name in training:
         get_suite(name)  # every name valid before anything runs
@@ -336,11 +343,13 @@ def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, q
     results: list[SuiteResult] = []
 
     def checkpoint(partial: SuiteResult) -> None:  # a suite of hours shows its finished entries as it goes
-        write_benchmarks([*results, partial], out=out, quick=quick, wall_s=time.perf_counter() - t0, argv=argv)
+        write_benchmarks([*results, partial], out=out, quick=quick, wall_s=time.perf_counter() - t0, argv=argv,
+                         seeds=seeds)
 
     for n in training:
-        keep, kept_from = resumable(stored, n, quick=quick)
+        keep, kept_from = resumable(stored, n, quick=quick, seeds=seeds)
         results.append(run_suite(n, data_root=data_root, out_dir=runs_dir, quick=quick, seeds=seeds, store=store,
                                  log=log, on_entry=checkpoint, keep=keep, kept_from=kept_from))
     speed = run_speed(data_root=data_root, quick=quick, log=log) if SPEED in suites else None
-    return write_benchmarks(results, out=out, quick=quick, wall_s=time.perf_counter() - t0, speed=speed, argv=argv)
+    return write_benchmarks(results, out=out, quick=quick, wall_s=time.perf_counter() - t0, speed=speed, argv=argv,
+                            seeds=seeds)
