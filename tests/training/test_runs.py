@@ -298,6 +298,32 @@ def test_a_cached_branch_in_training_elsewhere_is_waited_for_then_reused(synth_g
     assert any("[mlp] resumed from" in m for m in logs) and not any("[mlp] epoch=" in m for m in logs)
 
 
+def test_a_seed_whose_branch_trains_elsewhere_goes_last_while_the_others_train(synth_gtzan, tmp_path):
+    """Two commands sharing cached branches train different seeds at once: the seed whose branch is
+    locked elsewhere is put back, the next seed trains meanwhile, and the first is reused after."""
+    def cfg(seeds: list[int]):
+        return make_config(synth_gtzan, tmp_path / "store", inputs={"table": {"feature": "table_row"}},
+                           branches={"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}}}, fusion=None,
+                           train={"epochs": 2, "batch_size": 16, "reuse_branches": True}, protocol={"seeds": seeds})
+
+    train_run(cfg([0]), tmp_path / "first", log=lambda m: None)
+    (seed0_branch,) = (tmp_path / "store" / "branches").iterdir()
+    logs: list[str] = []
+    second = threading.Thread(target=train_run, args=(cfg([0, 1]), tmp_path / "second"), kwargs={"log": logs.append})
+    with exclusive(seed0_branch / ".lock"):  # as another command holds it while training seed 0
+        second.start()
+        deadline = time.monotonic() + 60
+        while not any("seed1: test accuracy" in m for m in logs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any("seed0 [mlp] another process is training this branch: doing the others first" in m for m in logs)
+        assert any("seed1 [mlp] epoch=1" in m for m in logs)  # seed 1 trained while seed 0's branch was busy
+        assert second.is_alive() and not any("seed0: test accuracy" in m for m in logs)
+    second.join(60)
+    assert any("seed0 [mlp] resumed from" in m for m in logs) and not any("seed0 [mlp] epoch=" in m for m in logs)
+    metrics = json.loads((tmp_path / "second" / "metrics.json").read_text())
+    assert [e["name"] for e in metrics["evaluations"]] == ["seed0", "seed1"]  # reported in seed order
+
+
 def test_a_branch_trains_with_its_own_settings_in_frozen_fusion_only(synth_gtzan, synth_store, tmp_path):
     branches = {"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}, "train": {"epochs": 2, "lr": 0.01}},
                 "wide": {"model": "mlp", "inputs": ["table"], "args": {"width": 32}}}

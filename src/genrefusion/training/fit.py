@@ -16,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from genrefusion.config import RunConfig, TrainConfig, build_section
 from genrefusion.errors import ConfigError, ModelError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.registry import get_feature
-from genrefusion.file_lock import exclusive
+from genrefusion.file_lock import LockBusy, exclusive
 from genrefusion.fusion.model import LAYOUT_INPUT, FrozenFusion, FusionModel
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.registry import build_branch, get_branch
@@ -38,6 +39,25 @@ from genrefusion.training.trainer import Trainer, TrainResult, Validation
 
 EVAL_BATCH = 64
 MODES = ("joint", "frozen")
+
+
+class BranchBusy(Exception):
+    """A cached branch this fit needs is being trained by another process, and the caller (inside
+    :func:`defer_busy_branches`) would rather do other work first than wait for it."""
+
+
+_DEFER_BUSY: ContextVar[bool] = ContextVar("defer_busy_branches", default=False)
+
+
+@contextmanager
+def defer_busy_branches() -> Iterator[None]:
+    """In the block, a fit that needs a cached branch another process is training raises
+    :class:`BranchBusy` instead of waiting for it."""
+    token = _DEFER_BUSY.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_BUSY.reset(token)
 
 
 @dataclass
@@ -250,10 +270,15 @@ def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: T
     def waiting():
         log(f"[{tag}] waiting: another process is training this branch")
 
-    # two commands training the same cached branch would write one last.pt in turns: the second waits,
-    # then resumes the finished checkpoint (nothing left to train)
-    with exclusive(checkpoint_dir / ".lock", on_wait=waiting) if cfg.train.reuse_branches else nullcontext():
-        return trainer.fit(WindowSource(train, windowing, cfg.train), valid_src)
+    # two commands training the same cached branch would write one last.pt in turns: the second waits
+    # (or, deferring, does other work first), then resumes the finished checkpoint (nothing left to train)
+    try:
+        lock = exclusive(checkpoint_dir / ".lock", on_wait=waiting, wait=not _DEFER_BUSY.get()) \
+            if cfg.train.reuse_branches else nullcontext()
+        with lock:
+            return trainer.fit(WindowSource(train, windowing, cfg.train), valid_src)
+    except LockBusy:
+        raise BranchBusy(f"[{tag}] another process is training this branch") from None
 
 
 def _train_config(base: TrainConfig, overrides: dict) -> TrainConfig:

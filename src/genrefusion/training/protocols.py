@@ -30,7 +30,7 @@ from genrefusion.errors import ConfigError, DatasetError
 from genrefusion.evaluation.metrics import aggregate, classification_metrics
 from genrefusion.splits import TWO_STAGE, Split, check_split, kfold_splits, published_split, stratified_split
 from genrefusion.training.data import TrackData, Windowing
-from genrefusion.training.fit import Fitted, fit_model, predict_windows
+from genrefusion.training.fit import BranchBusy, Fitted, defer_busy_branches, fit_model, predict_windows
 
 Log = Callable[[str], None]
 
@@ -145,6 +145,25 @@ def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Win
     return Evaluation(name, saved, fitted, track, window, parts["test"].ids, tp)
 
 
+def _busy_ones_last(jobs: list[tuple[str, Callable[[], Evaluation]]], log: Log) -> list[Evaluation]:
+    """Run the named ``jobs`` (seeds, repeats, folds) in order, except that a job whose cached branch
+    another process is training right now goes to the back, and is run (waiting for that branch if it
+    must) after the others. Two commands that share branches, such as the same benchmark started
+    twice, so train different ones at once instead of one waiting on the other. Results in job order."""
+    done: dict[int, Evaluation] = {}
+    later: list[int] = []
+    with defer_busy_branches():
+        for i, (name, job) in enumerate(jobs):
+            try:
+                done[i] = job()
+            except BranchBusy as busy:
+                log(f"{name} {busy}: doing the others first")
+                later.append(i)
+    for i in later:
+        done[i] = jobs[i][1]()
+    return [done[i] for i in range(len(jobs))]
+
+
 def _seeded(cfg: RunConfig, seed: int) -> RunConfig:
     c = copy.deepcopy(cfg)
     c.train.seed = seed
@@ -158,13 +177,13 @@ def holdout(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
         raise ConfigError(f"holdout needs parts train and test (valid optional); split has {split.parts}")
     valid = split.ids("valid") if "valid" in split.parts else None
     seeds = cfg.protocol.seeds or [cfg.train.seed]
-    out = []
-    for seed in seeds:
-        name = f"seed{seed}"
-        sub = run_dir / name if len(seeds) > 1 else run_dir
-        out.append(_train_and_test(_seeded(cfg, seed), ds, data, windowing, split, fit_part="train", valid_ids=valid,
-                                   fusion_ids=None, name=name, run_dir=sub, log=log))
-    return out
+
+    def job(seed: int):
+        sub = run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir
+        return lambda: _train_and_test(_seeded(cfg, seed), ds, data, windowing, split, fit_part="train", valid_ids=valid,
+                                       fusion_ids=None, name=f"seed{seed}", run_dir=sub, log=log)
+
+    return _busy_ones_last([(f"seed{seed}", job(seed)) for seed in seeds], log)
 
 
 @register_protocol("two_stage")
@@ -178,41 +197,42 @@ def two_stage(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing
     if not {names["branches"], names["fusion"], "test"} <= set(split.parts):
         raise ConfigError(f"two_stage needs parts branches/fusion/test (or train/valid/test); split has {split.parts}")
     seeds = cfg.protocol.seeds or [cfg.train.seed]
-    out = []
-    for seed in seeds:
-        c = _seeded(cfg, seed)
-        fusion_ids = split.ids(names["fusion"])
+
+    def job(seed: int):
         sub = run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir
-        out.append(_train_and_test(c, ds, data, windowing, split, fit_part=names["branches"], valid_ids=None,
-                                   fusion_ids=fusion_ids, name=f"seed{seed}", run_dir=sub, log=log))
-    return out
+        return lambda: _train_and_test(_seeded(cfg, seed), ds, data, windowing, split, fit_part=names["branches"],
+                                       valid_ids=None, fusion_ids=split.ids(names["fusion"]), name=f"seed{seed}",
+                                       run_dir=sub, log=log)
+
+    return _busy_ones_last([(f"seed{seed}", job(seed)) for seed in seeds], log)
 
 
 @register_protocol("repeated")
 def repeated(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
     tf = cfg.protocol.test_fraction
-    out = []
-    for r in range(cfg.protocol.repeats):
+
+    def job(r: int):
         seed = cfg.split.seed + r
         split = stratified_split(ds, fractions={"train": 1 - tf, "test": tf}, seed=seed,
                                  group_by_artist=cfg.split.group_by_artist, name=f"repeat{r:02d}")
         c = _seeded(cfg, cfg.train.seed + r)
         c.split.seed = seed
-        out.append(_train_and_test(c, ds, data, windowing, split, fit_part="train", valid_ids=None, fusion_ids=None,
-                                   name=f"repeat{r:02d}", run_dir=run_dir / f"repeat{r:02d}", log=log))
-    return out
+        return lambda: _train_and_test(c, ds, data, windowing, split, fit_part="train", valid_ids=None, fusion_ids=None,
+                                       name=f"repeat{r:02d}", run_dir=run_dir / f"repeat{r:02d}", log=log)
+
+    return _busy_ones_last([(f"repeat{r:02d}", job(r)) for r in range(cfg.protocol.repeats)], log)
 
 
 @register_protocol("kfold")
 def kfold(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
     """``protocol.folds`` stratified folds, artist-grouped where artists are known; each fold is the
     test part once, validation carved from the other folds."""
-    out = []
-    for i, fold in enumerate(kfold_splits(ds, k=cfg.protocol.folds, seed=cfg.split.seed,
-                                          group_by_artist=cfg.split.group_by_artist)):
-        out.append(_train_and_test(cfg, ds, data, windowing, fold, fit_part="train", valid_ids=None, fusion_ids=None,
-                                   name=f"fold{i + 1}", run_dir=run_dir / f"fold{i + 1}", log=log))
-    return out
+    def job(i: int, fold: Split):
+        return lambda: _train_and_test(cfg, ds, data, windowing, fold, fit_part="train", valid_ids=None, fusion_ids=None,
+                                       name=f"fold{i + 1}", run_dir=run_dir / f"fold{i + 1}", log=log)
+
+    folds = kfold_splits(ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist)
+    return _busy_ones_last([(f"fold{i + 1}", job(i, fold)) for i, fold in enumerate(folds)], log)
 
 
 def grid_points(grid: dict[str, list]) -> list[dict]:
