@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genrefusion.datasets.base import Dataset, Track
 from genrefusion.errors import DatasetError, SplitLeakError
-from genrefusion.splits import TWO_STAGE, Split, check_split, kfold_splits, published_split, stratified_split
+from genrefusion.splits import TWO_STAGE, Split, check_split, inner_folds, kfold_splits, published_split, stratified_split
 
 
 def make_dataset(n_per_genre=20, genres=("a", "b", "c"), artists_per_genre=None) -> Dataset:
@@ -108,3 +109,19 @@ def test_published_split():
     assert published_split(ds, "paper").counts() == {"train": 1, "test": 1}
     with pytest.raises(DatasetError, match="no published split 'x'"):
         published_split(ds, "x")
+
+
+def test_inner_folds_keep_a_tracks_windows_together_and_are_stratified():
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.repeat(np.arange(3), 24)  # 3 classes x 6 tracks x 4 windows
+    tracks = np.repeat(np.arange(18), 4)
+    folds = inner_folds(y, groups=tracks, seed=1)
+    assert len(folds) == 5
+    assert all(not set(tracks[a]) & set(tracks[b]) for a, b in folds)
+    assert sorted(np.concatenate([b for _, b in folds]).tolist()) == list(range(len(y)))  # each row tested once
+    assert all(set(y[b]) == {0, 1, 2} for _, b in folds)  # every class in every fold
+    assert len(inner_folds(y, groups=np.where(y == 0, tracks % 3, tracks))) == 3  # a class of three tracks
+    plain = [b.tolist() for _, b in StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(72), y)]
+    assert [b.tolist() for _, b in inner_folds(y)] == plain  # one row per track: the same folds as before
+    assert [b.tolist() for _, b in inner_folds(y, groups=np.arange(72))] == plain

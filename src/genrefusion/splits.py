@@ -209,6 +209,24 @@ def kfold_splits(dataset: Dataset, *, k: int = 5, seed: int = 0, group_by_artist
     return out
 
 
+def inner_folds(y: np.ndarray, *, groups: np.ndarray | None = None, k: int = 5,
+                seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified ``(train_rows, test_rows)`` folds of the rows ``y`` (N,) for a model's own model
+    selection, at most ``k`` and at least 2 (fewer than ``k`` where a class has fewer groups).
+    ``groups`` (N,): the track (or artist) of each row; a group's rows stay in one fold, or the
+    windows of one track on both sides would make every setting look good. Without groups, or with
+    one row per group, the folds are scikit-learn's StratifiedKFold's."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(y)
+    x = np.zeros(len(y))
+    if groups is None or len(np.unique(groups)) == len(y):
+        n = min(k, int(np.bincount(y)[np.unique(y)].min()))
+        return list(StratifiedKFold(max(2, n), shuffle=True, random_state=seed).split(x, y))
+    n = min(k, min(len(np.unique(groups[y == c])) for c in np.unique(y)))
+    return list(StratifiedGroupKFold(max(2, n), shuffle=True, random_state=seed).split(x, y, groups))
+
+
 def published_split(dataset: Dataset, name: str) -> Split:
     """A split that came with the dataset (e.g. GTZAN's ``fault_filtered``), leak-checked."""
     if name not in dataset.published_splits:

@@ -102,12 +102,18 @@ def test_cross_validated_regularisation_is_chosen_on_the_fusion_tracks_only(name
     data = {n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}
     f = build_fusion(name, branches=TWO, n_classes=N_CLASSES).fit(data, y.numpy())  # C="cv" by default
     search = f.model[-1]
-    assert search.best_params_["C"] in CV_CS and search.cv.get_n_splits() == 5  # 10 tracks per class
+    assert search.best_params_["C"] in CV_CS and len(search.cv) == 5  # 10 tracks per class
     assert (f.predict_proba(data).argmax(1) == y.numpy()).mean() > 0.9
     rare = np.r_[[0, 0, 0], np.ones(N - 3, int)]  # a class of three tracks: three folds
-    assert f.fit(data, rare).model[-1].cv.get_n_splits() == 3
+    assert len(f.fit(data, rare).model[-1].cv) == 3
     with pytest.raises(ModelError, match="two tracks of every class"):
         f.fit(data, np.r_[[0], np.ones(N - 1, int)])
+    # rows are windows: 3 per track, 4 tracks per class; a track's windows never straddle an inner fold
+    tracks = y.numpy() + N_CLASSES * (np.arange(N) // (3 * N_CLASSES))
+    folds = f.fit(data, y.numpy(), groups=tracks).model[-1].cv
+    assert len(folds) == 4 and all(not set(tracks[a]) & set(tracks[b]) for a, b in folds)
+    with pytest.raises(ModelError, match="two tracks of every class"):  # three windows of one track are one track
+        f.fit(data, rare, groups=np.r_[[0, 0, 0], np.arange(1, N - 2)])
     with pytest.raises(ModelError, match="number or 'cv'"):
         build_fusion(name, branches=TWO, n_classes=N_CLASSES, C="auto")
 

@@ -15,6 +15,7 @@ from genrefusion.bundle import load_bundle
 from genrefusion.errors import ConfigError, GenreFusionError, SplitLeakError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.file_lock import exclusive
+from genrefusion.fusion import decision
 from genrefusion.training import protocols
 from genrefusion.training.fit import predict_windows
 from genrefusion.training.prepare import load_track_data, open_run_dataset
@@ -69,6 +70,9 @@ def test_frozen_two_stage_never_shows_the_fusion_a_branch_track(synth_gtzan, syn
         return real(cfg, train, valid, fusion_part=fusion_part, **kw)
 
     monkeypatch.setattr(protocols, "fit_model", spy)
+    grouped = []
+    real_folds = decision.inner_folds
+    monkeypatch.setattr(decision, "inner_folds", lambda y, **kw: grouped.append(kw["groups"]) or real_folds(y, **kw))
     cfg = make_config(synth_gtzan, synth_store, fusion={"strategy": strategy, "mode": "frozen"},
                       split={"fractions": {"branches": 0.4, "fusion": 0.4, "test": 0.2}},
                       protocol={"name": "two_stage"})
@@ -78,6 +82,9 @@ def test_frozen_two_stage_never_shows_the_fusion_a_branch_track(synth_gtzan, syn
     assert seen["fusion"] and not (seen["fusion"] & (seen["train"] | seen["valid"]))
     assert seen["fusion"] == {t for t, p in split.items() if p == "fusion"}
     assert not ({t for t, p in split.items() if p == "test"} & (seen["train"] | seen["valid"] | seen["fusion"]))
+    if strategy != "logit":  # stacking and hierarchical choose C on inner folds that keep a track's windows together
+        (groups,) = [g for g in grouped if g is not None]  # (the other call checks C when the fusion is built)
+        assert len(np.unique(groups)) == len(seen["fusion"]) < len(groups)
     p, _ = _bundle_matches(cfg, tmp_path / "run")
     assert np.allclose(p.sum(1), 1.0)
 

@@ -13,6 +13,7 @@ import torch
 from genrefusion.errors import ModelError
 from genrefusion.fusion.decision import softmax
 from genrefusion.models.registry import register_branch
+from genrefusion.splits import inner_folds
 
 
 class ClassicalBranch:
@@ -108,16 +109,16 @@ class LogisticRegressionBranch(ClassicalBranch):
             self._keep_linear()
 
 
-def calibrated_svc(*, C: float, y: np.ndarray, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0):
+def calibrated_svc(*, C: float, y: np.ndarray, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0,
+                   groups: np.ndarray | None = None):
     """An SVC with Platt-scaled probabilities (scikit-learn's replacement for ``probability=True``),
-    calibrated by up to 5-fold cross-validation (fewer folds where a class has fewer examples)."""
+    calibrated by up to 5-fold cross-validation (fewer folds where a class has fewer examples), each
+    track's rows (``groups``, (N,)) in one fold."""
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import SVC
 
-    folds = int(max(2, min(5, np.bincount(np.asarray(y))[np.unique(y)].min())))
     return CalibratedClassifierCV(SVC(C=C, kernel=kernel, gamma=gamma, random_state=seed), method="sigmoid",
-                                  ensemble=False, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+                                  ensemble=False, cv=inner_folds(y, groups=groups, seed=seed))
 
 
 @register_branch("svm", input="vector", family="classical")

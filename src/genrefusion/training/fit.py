@@ -345,7 +345,7 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
         if isinstance(fusion_obj, torch.nn.Module):
             fitted.training["fusion"] = _train_head(fusion_obj, cfg, outs, idx, part, checkpoint_dir, log)
         else:
-            fusion_obj.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, part.y[idx])
+            fusion_obj.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, part.y[idx], groups=idx)
             log(f"[fusion] fitted {cfg.fusion.strategy} on {len(idx)} windows of {len(part)} tracks")
     fitted.model = FrozenFusion(n_classes=n_classes, branches=branches,
                                 branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
