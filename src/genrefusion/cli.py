@@ -387,6 +387,8 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                   seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds per model on fixed splits (full mode)."),
                   resume: bool = typer.Option(False, "--resume", help="Keep the entries an earlier run of the same "
                                               "suite, mode and --seeds finished (in the report's results.json); run the rest."),
+                  rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="With --resume: run again the entries "
+                                                            "whose label contains this text (repeatable), e.g. after a fix."),
                   list_only: bool = typer.Option(False, "--list", help="List the suites and exit.")):
     """Run benchmark suites on the shared data and regenerate docs/BENCHMARKS.md."""
     from genrefusion.benchmarks.run import SPEED, benchmark
@@ -403,7 +405,7 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
         out.print(table)
         return
     path = benchmark(list(suites or [*SUITES, SPEED]), data_root=str(data or data_root()), out=report, runs_dir=runs,
-                     quick=quick, seeds=seeds, store=str(store), resume=resume, log=_log)
+                     quick=quick, seeds=seeds, store=str(store), resume=resume, rerun=tuple(rerun or ()), log=_log)
     out.print(f"wrote {path}", highlight=False)
 
 

@@ -10,6 +10,7 @@ from genrefusion.benchmarks import run as run_mod
 from genrefusion.benchmarks import suites as suites_mod
 from genrefusion.benchmarks.run import benchmark
 from genrefusion.benchmarks.suites import SUITES, Entry, Suite, entry_config
+from genrefusion.errors import ConfigError
 from tests.conftest import SHARED, needs_shared
 from tests.training.conftest import synth_gtzan, synth_store  # noqa: F401  (fixtures)
 
@@ -60,10 +61,10 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
     monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", entries))
     report = tmp_path / "docs" / "BENCHMARKS.md"
 
-    def run(resume: bool, quick: bool = False, seeds: int = 1) -> list[str]:
+    def run(resume: bool, quick: bool = False, seeds: int = 1, rerun: tuple[str, ...] = ()) -> list[str]:
         logged: list[str] = []
         benchmark(["synth"], data_root=str(synth_gtzan.parent), out=report, runs_dir=tmp_path / "runs", quick=quick,
-                  seeds=seeds, store=str(synth_store), resume=resume, log=logged.append)
+                  seeds=seeds, store=str(synth_store), resume=resume, rerun=rerun, log=logged.append)
         return logged
 
     run(resume=False)
@@ -78,6 +79,11 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
     assert "It kept (`--resume`) the entries this earlier command had finished: Results of `" in text
     assert "| second | **failed** |" not in text
     assert "full mode, 1 seed per model on fixed splits" in text
+    logged = run(resume=True, rerun=("seco",))  # after a fix: run one entry again, keep the others
+    assert "[synth] first: kept from the earlier run" in logged and "[synth] second" in logged
+    for bad, why in (({"rerun": ("third",)}, "no entry's label"), ({"resume": False, "rerun": ("first",)}, "needs --resume")):
+        with pytest.raises(ConfigError, match=why):
+            run(**{"resume": True, **bad})
     assert not any("kept from" in m for m in run(resume=True, seeds=2))  # one seed's results are not two seeds'
     assert not any("kept from" in m for m in run(resume=True, quick=True))  # a quick run never keeps full-mode results
 

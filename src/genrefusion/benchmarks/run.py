@@ -22,6 +22,7 @@ from typing import Callable
 from genrefusion import __version__
 from genrefusion.benchmarks.suites import Suite, entry_config, get_suite
 from genrefusion.config import config_from_dict
+from genrefusion.errors import ConfigError
 from genrefusion.evaluation.report import _pyplot
 from genrefusion.file_lock import exclusive
 
@@ -330,13 +331,18 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
 
 
 def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, quick: bool, seeds: int = 5,
-              store: str = "store", resume: bool = False, log: Callable[[str], None] = print) -> Path:
+              store: str = "store", resume: bool = False, rerun: tuple[str, ...] = (),
+              log: Callable[[str], None] = print) -> Path:
     """Run ``suites`` and rewrite ``out``. ``resume``: keep the entries that an earlier run of the same
     suite in the same mode, with the same ``seeds``, finished (read from the report's ``results.json``)
-    and run only the rest."""
+    and run only the rest, and those whose label contains one of the texts ``rerun`` (after a fix)."""
     training = [n for n in suites if n != SPEED]
-    for name in training:
-        get_suite(name)  # every name valid before anything runs
+    labels = [e.label for name in training for e in get_suite(name).entries]  # every name valid before anything runs
+    if rerun and not resume:
+        raise ConfigError("--rerun picks entries not to keep from an earlier run: it needs --resume")
+    for text in rerun:
+        if not any(text in label for label in labels):
+            raise ConfigError(f"--rerun {text!r} is in no entry's label of suite(s) {', '.join(training)}")
     stored = load_results(out.parent / "benchmarks" / RESULTS_FILE) if resume else {"suites": {}}
     t0 = time.perf_counter()
     argv = ["genrefusion", *sys.argv[1:]]
@@ -348,6 +354,7 @@ def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, q
 
     for n in training:
         keep, kept_from = resumable(stored, n, quick=quick, seeds=seeds)
+        keep = {label: e for label, e in keep.items() if not any(text in label for text in rerun)}
         results.append(run_suite(n, data_root=data_root, out_dir=runs_dir, quick=quick, seeds=seeds, store=store,
                                  log=log, on_entry=checkpoint, keep=keep, kept_from=kept_from))
     speed = run_speed(data_root=data_root, quick=quick, log=log) if SPEED in suites else None
