@@ -134,6 +134,9 @@ MEL = {"mel": {"feature": "log_mel"}}
 MUSICNN = {"musicnn": {"feature": "musicnn_embedding", "params": {"pool": "meanmax"}}}
 SUMMARY = {"summary": {"feature": "summary_gtzan"}}
 WINDOWS = {"window_s": 3.0, "windows_per_track": 4}
+#: the four networks musicnn ships (musicnn and VGG, trained on the Million Song Dataset or MagnaTagATune)
+PRETRAINED = {m.replace("-", "_"): {"feature": "musicnn_embedding", "params": {"model": m, "pool": "meanmax"}}
+              for m in ("msd-musicnn", "mtt-musicnn", "msd-vgg", "mtt-vgg")}
 register_suite(Suite(
     "emotify", "Emotify (400 clips, 4 genres)", "10 repeated stratified random 80/20 splits (the published protocol)",
     (
@@ -150,6 +153,11 @@ register_suite(Suite(
                        {"svm": {"model": "svm", "inputs": ["musicnn"]}, "gbm": {"model": "gbm", "inputs": ["summary"]},
                         "cnn": {"model": "cnn2d", "inputs": ["mel"]}},
                        {"strategy": "stacking", "mode": "frozen"}, WINDOWS)),
+        Entry("SVM on the four pretrained embeddings, concatenated (musicnn and VGG; MSD and MTT)",
+              _emotify(PRETRAINED, {"svm": {"model": "svm", "inputs": list(PRETRAINED)}})),
+        Entry("fusion: weighted mean (an SVM on each of the four pretrained embeddings)",
+              _emotify(PRETRAINED, {n: {"model": "svm", "inputs": [n]} for n in PRETRAINED},
+                       {"strategy": "weighted_mean", "mode": "frozen"})),
         # last: its 513-bin STFT network takes hours on this CPU. The recipe itself: one definition of the
         # published system, whose networks both suites share (branch cache)
         Entry("late-fusion CNN (STFT, mel, MFCC + deltas): the late-fusion-cnn recipe", _recipe("late-fusion-cnn")),
