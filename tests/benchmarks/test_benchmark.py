@@ -78,7 +78,7 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
     text = report.read_text()
     assert "It kept (`--resume`) the entries this earlier command had finished: Results of `" in text
     assert "| second | **failed** |" not in text
-    assert "full mode, 1 seed per model on fixed splits" in text
+    assert "full mode, 1 seed per model)" in text
     logged = run(resume=True, rerun=("seco",))  # after a fix: run one entry again, keep the others
     assert "[synth] first: kept from the earlier run" in logged and "[synth] second" in logged
     for bad, why in (({"rerun": ("third",)}, "no entry's label"), ({"resume": False, "rerun": ("first",)}, "needs --resume")):
@@ -122,6 +122,11 @@ def test_quick_mode_shrinks_every_protocol():
             cfg = entry_config(e, data_root="/data", quick=True, seeds=5)
             assert cfg["data"]["path"].startswith("/data/")
             assert cfg["train"]["epochs"] <= 2 and cfg["protocol"]["seeds"] == [0] and cfg["protocol"]["repeats"] == 1
+            full = entry_config(e, data_root="/data", quick=False, seeds=3)["protocol"]
+            assert (full.get("seeds") == [0, 1, 2]) == (full.get("name", "holdout") in ("holdout", "two_stage"))
+    # --seeds shapes (and a resumed run compares it for) the suites with a fixed split only
+    assert SUITES["gtzan-ff"].seeded and SUITES["recipes"].seeded and not SUITES["emotify"].seeded
+    assert not SUITES["lyrics-br"].seeded
 
 
 def test_every_suite_entry_is_a_valid_config():

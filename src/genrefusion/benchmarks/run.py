@@ -172,9 +172,10 @@ class Provenance:
         return cls(" ".join(shlex.quote(a) for a in argv), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), quick,
                    f"genrefusion {__version__}, torch {torch.__version__}", _machine(), seconds, seeds)
 
-    def line(self) -> str:
+    def line(self, *, seeded: bool = False) -> str:
+        """The line under a section's title; ``seeded``: the section's models train once per seed."""
         mode = "**quick mode** (one seed, two epochs: shows that the code runs, not the models' accuracy)" if self.quick \
-            else f"full mode, {self.seeds} seed{'s' * (self.seeds != 1)} per model on fixed splits"
+            else f"full mode, {self.seeds} seed{'s' * (self.seeds != 1)} per model" if seeded else "full mode"
         return (f"Results of `{self.command}` ({mode}) on {self.date}; {self.versions}; {self.machine}; "
                 f"wall time {self.seconds / 60:.1f} min.")
 
@@ -204,13 +205,14 @@ def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict
     if section is None:
         return {}, []
     prov = Provenance(**section["provenance"])
-    if prov.quick != quick or (not quick and prov.seeds != seeds):  # quick mode always runs one seed
+    seeded = get_suite(name).seeded
+    if prov.quick != quick or (seeded and not quick and prov.seeds != seeds):  # quick mode always runs one seed
         return {}, []
     kept = {e["label"]: EntryResult(**e) for e in section["entries"] if e["ok"]}
     if not kept:
         return {}, []
     lines = section.get("kept_from", [])
-    return kept, [prov.line(), *lines]
+    return kept, [prov.line(seeded=seeded), *lines]
 
 
 def _speed_from_json(stored: dict):
@@ -294,7 +296,7 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
 
 def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[str]:
     s = res.suite
-    lines = [f"## {s.title} (`{s.name}`)", "", prov.line(), ""]
+    lines = [f"## {s.title} (`{s.name}`)", "", prov.line(seeded=s.seeded), ""]
     lines += [f"It kept (`--resume`) the entries this earlier command had finished: {k}" for k in res.kept_from]
     lines += [""] if res.kept_from else []
     if res.partial:

@@ -30,7 +30,14 @@ class Suite:
     #: of extra cells for the report (the run itself is made first, as for every suite)
     after_run: Callable | None = None
 
+    @property
+    def seeded(self) -> bool:
+        """Whether ``--seeds`` shapes its results: an entry trains on a fixed split, once per seed."""
+        return any(e.config.get("protocol", {}).get("name", "holdout") in SEEDED_PROTOCOLS for e in self.entries)
 
+
+#: protocols of one fixed split, repeated with ``--seeds`` seeds (the others repeat splits or folds)
+SEEDED_PROTOCOLS = ("holdout", "two_stage")
 SUITES: dict[str, Suite] = {}
 
 
@@ -256,6 +263,6 @@ def entry_config(entry: Entry, *, data_root: str, quick: bool, seeds: int) -> di
         proto["repeats"] = 1
         proto["seeds"] = [0]
         proto["folds"] = min(proto.get("folds", 5), 2) if proto.get("name") == "kfold" else proto.get("folds", 3)
-    elif proto.get("name", "holdout") in ("holdout", "two_stage"):
+    elif proto.get("name", "holdout") in SEEDED_PROTOCOLS:
         proto["seeds"] = list(range(seeds))
     return cfg
