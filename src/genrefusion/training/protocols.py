@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -145,22 +146,23 @@ def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Win
     return Evaluation(name, saved, fitted, track, window, parts["test"].ids, tp)
 
 
-def _busy_ones_last(jobs: list[tuple[str, Callable[[], Evaluation]]], log: Log) -> list[Evaluation]:
-    """Run the named ``jobs`` (seeds, repeats, folds) in order, except that a job whose cached branch
-    another process is training right now goes to the back, and is run (waiting for that branch if it
-    must) after the others. Two commands that share branches, such as the same benchmark started
-    twice, so train different ones at once instead of one waiting on the other. Results in job order."""
+def _busy_ones_last(jobs: list[partial], log: Log) -> list[Evaluation]:
+    """Run ``jobs`` (:func:`_train_and_test` of each seed, repeat or fold) in order, except that a job
+    whose cached branch another process is training right now goes to the back, and is run (waiting
+    for that branch if it must) after the others. Two commands that share branches, such as the same
+    benchmark started twice, so train different ones at once instead of one waiting on the other.
+    Results in job order."""
     done: dict[int, Evaluation] = {}
     later: list[int] = []
     with defer_busy_branches():
-        for i, (name, job) in enumerate(jobs):
+        for i, job in enumerate(jobs):
             try:
                 done[i] = job()
             except BranchBusy as busy:
-                log(f"{name} {busy}: doing the others first")
+                log(f"{job.keywords['name']} {busy}: doing the others first")
                 later.append(i)
     for i in later:
-        done[i] = jobs[i][1]()
+        done[i] = jobs[i]()
     return [done[i] for i in range(len(jobs))]
 
 
@@ -177,13 +179,10 @@ def holdout(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
         raise ConfigError(f"holdout needs parts train and test (valid optional); split has {split.parts}")
     valid = split.ids("valid") if "valid" in split.parts else None
     seeds = cfg.protocol.seeds or [cfg.train.seed]
-
-    def job(seed: int):
-        sub = run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir
-        return lambda: _train_and_test(_seeded(cfg, seed), ds, data, windowing, split, fit_part="train", valid_ids=valid,
-                                       fusion_ids=None, name=f"seed{seed}", run_dir=sub, log=log)
-
-    return _busy_ones_last([(f"seed{seed}", job(seed)) for seed in seeds], log)
+    return _busy_ones_last([partial(_train_and_test, _seeded(cfg, seed), ds, data, windowing, split, fit_part="train",
+                                    valid_ids=valid, fusion_ids=None, name=f"seed{seed}",
+                                    run_dir=run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir, log=log)
+                            for seed in seeds], log)
 
 
 @register_protocol("two_stage")
@@ -197,42 +196,37 @@ def two_stage(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing
     if not {names["branches"], names["fusion"], "test"} <= set(split.parts):
         raise ConfigError(f"two_stage needs parts branches/fusion/test (or train/valid/test); split has {split.parts}")
     seeds = cfg.protocol.seeds or [cfg.train.seed]
-
-    def job(seed: int):
-        sub = run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir
-        return lambda: _train_and_test(_seeded(cfg, seed), ds, data, windowing, split, fit_part=names["branches"],
-                                       valid_ids=None, fusion_ids=split.ids(names["fusion"]), name=f"seed{seed}",
-                                       run_dir=sub, log=log)
-
-    return _busy_ones_last([(f"seed{seed}", job(seed)) for seed in seeds], log)
+    return _busy_ones_last([partial(_train_and_test, _seeded(cfg, seed), ds, data, windowing, split,
+                                    fit_part=names["branches"], valid_ids=None, fusion_ids=split.ids(names["fusion"]),
+                                    name=f"seed{seed}", run_dir=run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir,
+                                    log=log)
+                            for seed in seeds], log)
 
 
 @register_protocol("repeated")
 def repeated(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
     tf = cfg.protocol.test_fraction
 
-    def job(r: int):
+    jobs = []
+    for r in range(cfg.protocol.repeats):
         seed = cfg.split.seed + r
         split = stratified_split(ds, fractions={"train": 1 - tf, "test": tf}, seed=seed,
                                  group_by_artist=cfg.split.group_by_artist, name=f"repeat{r:02d}")
         c = _seeded(cfg, cfg.train.seed + r)
         c.split.seed = seed
-        return lambda: _train_and_test(c, ds, data, windowing, split, fit_part="train", valid_ids=None, fusion_ids=None,
-                                       name=f"repeat{r:02d}", run_dir=run_dir / f"repeat{r:02d}", log=log)
-
-    return _busy_ones_last([(f"repeat{r:02d}", job(r)) for r in range(cfg.protocol.repeats)], log)
+        jobs.append(partial(_train_and_test, c, ds, data, windowing, split, fit_part="train", valid_ids=None,
+                            fusion_ids=None, name=f"repeat{r:02d}", run_dir=run_dir / f"repeat{r:02d}", log=log))
+    return _busy_ones_last(jobs, log)
 
 
 @register_protocol("kfold")
 def kfold(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
     """``protocol.folds`` stratified folds, artist-grouped where artists are known; each fold is the
     test part once, validation carved from the other folds."""
-    def job(i: int, fold: Split):
-        return lambda: _train_and_test(cfg, ds, data, windowing, fold, fit_part="train", valid_ids=None, fusion_ids=None,
-                                       name=f"fold{i + 1}", run_dir=run_dir / f"fold{i + 1}", log=log)
-
     folds = kfold_splits(ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist)
-    return _busy_ones_last([(f"fold{i + 1}", job(i, fold)) for i, fold in enumerate(folds)], log)
+    return _busy_ones_last([partial(_train_and_test, cfg, ds, data, windowing, fold, fit_part="train", valid_ids=None,
+                                    fusion_ids=None, name=f"fold{i + 1}", run_dir=run_dir / f"fold{i + 1}", log=log)
+                            for i, fold in enumerate(folds)], log)
 
 
 def grid_points(grid: dict[str, list]) -> list[dict]:
