@@ -78,6 +78,9 @@ class FusionConfig:
     strategy: str = "feature"  # a registered fusion strategy
     args: dict[str, Any] = field(default_factory=dict)
     mode: str = "joint"  # "joint" (end-to-end) or "frozen" (branches first, then fusion on other tracks)
+    # frozen, classical branches only: fit the fusion on out-of-fold outputs of ``cross_fit`` track folds
+    # (artist-grouped where known) of all training tracks, then refit each branch on all of them; 0: off
+    cross_fit: int = 0
 
 
 @dataclass

@@ -83,7 +83,8 @@ class Split:
         return split
 
 
-def _norm_artist(artist: str | None) -> str | None:
+def normalize_artist(artist: str | None) -> str | None:
+    """An artist as compared across split parts (case, Unicode form and spacing ignored); None if blank."""
     if not artist or not artist.strip():
         return None
     return " ".join(unicodedata.normalize("NFKC", artist).casefold().split())
@@ -103,7 +104,7 @@ def check_split(split: Split, dataset: Dataset, *, windows: Iterable[tuple[str, 
     sides: dict[tuple[str, str], set[str]] = defaultdict(set)
     for tid, part in split.assignment.items():
         t = dataset[tid]
-        artist = _norm_artist(t.artist)
+        artist = normalize_artist(t.artist)
         if artist:
             sides[("artist", artist)].add(part)
         for kind, p in (("file", t.audio_path), ("file", t.image_path)):
@@ -123,7 +124,7 @@ def check_split(split: Split, dataset: Dataset, *, windows: Iterable[tuple[str, 
 
 
 def _groups(dataset: Dataset, group_by_artist: bool | None) -> tuple[np.ndarray, bool]:
-    artists = [_norm_artist(t.artist) for t in dataset.tracks]
+    artists = [normalize_artist(t.artist) for t in dataset.tracks]
     use = any(artists) if group_by_artist is None else group_by_artist
     if use and not any(artists):
         raise DatasetError(f"dataset {dataset.name!r} has no artist information to group by")

@@ -16,7 +16,9 @@ from genrefusion.errors import ConfigError, GenreFusionError, SplitLeakError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.file_lock import exclusive
 from genrefusion.fusion import decision
+from genrefusion.training import fit as fit_module
 from genrefusion.training import protocols
+from genrefusion.training.data import TrackData, Windowing
 from genrefusion.training.fit import predict_windows
 from genrefusion.training.prepare import load_track_data, open_run_dataset
 from genrefusion.training.run import evaluate_run, train_run
@@ -349,3 +351,87 @@ def test_a_branch_trains_with_its_own_settings_in_frozen_fusion_only(synth_gtzan
                       branches={"mlp": {**branches["mlp"], "train": {"epoch": 2}}}, fusion=None)
     with pytest.raises(ConfigError, match=r"branches.mlp.train: unknown training setting\(s\) \['epoch'\]"):
         train_run(bad, tmp_path / "bad", log=lambda m: None)
+
+
+def _track_fits(monkeypatch):
+    """Spy on frozen fusion's fitting: the tracks each classical branch was fitted on, and for every
+    read of branch outputs, the tracks read and the tracks its branches were fitted on."""
+    fitted_on, reads = {}, []
+    real_fit, real_outputs = fit_module._fit_classical, fit_module._outputs
+
+    def fit_spy(b, data, n_classes):
+        branch = real_fit(b, data, n_classes)
+        fitted_on[id(branch)] = set(data.ids)
+        return branch
+
+    def outputs_spy(frozen, data, windowing):
+        reads.append((list(data.ids), [fitted_on[id(b)] for b in frozen.branches.values()]))
+        return real_outputs(frozen, data, windowing)
+
+    monkeypatch.setattr(fit_module, "_fit_classical", fit_spy)
+    monkeypatch.setattr(fit_module, "_outputs", outputs_spy)
+    return fitted_on, reads
+
+
+@pytest.mark.parametrize("strategy", ["stacking", "logit"])
+def test_a_cross_fitted_fusion_learns_from_out_of_fold_outputs_of_every_training_track(
+        synth_gtzan, synth_store, tmp_path, monkeypatch, strategy):
+    fitted_on, reads = _track_fits(monkeypatch)
+    cfg = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}},
+                      branches={"lr": {"model": "logreg", "inputs": ["table"]},
+                                "svm": {"model": "svm", "inputs": ["table"]}},
+                      fusion={"strategy": strategy, "mode": "frozen", "cross_fit": 3}, train={"epochs": 3})
+    logs = []
+    train_run(cfg, tmp_path / "run", log=logs.append)
+    split = _split(tmp_path / "run")
+    train = {t for t, p in split.items() if p == "train"}
+    assert set(split.values()) == {"train", "test"}  # no validation part: the fusion needs none
+    assert len(reads) == 3
+    for read, branch_tracks in reads:
+        assert all(not (set(read) & b) and b | set(read) == train for b in branch_tracks)
+    held = [t for read, _ in reads for t in read]
+    assert sorted(held) == sorted(train)  # every training track's outputs, each once
+    final = [ids for ids in fitted_on.values() if ids == train]
+    assert len(final) == 2  # then each branch refitted on all of them
+    if strategy == "stacking":  # (a neural head logs its epochs instead)
+        assert any(f"of {len(train)} tracks (out-of-fold outputs, 3 folds)" in m for m in logs)
+    p, _ = _bundle_matches(cfg, tmp_path / "run")
+    assert np.allclose(p.sum(1), 1.0)
+
+
+def test_cross_fitting_keeps_an_artists_tracks_in_one_fold(synth_gtzan, synth_store, monkeypatch):
+    fitted_on, reads = _track_fits(monkeypatch)
+    cfg = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}},
+                      branches={"lr": {"model": "logreg", "inputs": ["table"]}},
+                      fusion={"strategy": "stacking", "mode": "frozen", "cross_fit": 3})
+    data, _ = load_track_data(cfg, open_run_dataset(cfg))
+    data.artists = [f"Artist {i // 3}" if i % 5 else None for i in range(len(data))]  # trios, some unknown
+    artist = dict(zip(data.ids, data.artists))
+    windowing = Windowing.resolve(data, None, None)
+    outs, idx = fit_module._out_of_fold_outputs(cfg, {"lr": {"model": "logreg", "inputs": ["table"], "args": {}}},
+                                                data, windowing, log=lambda m: None)
+    assert sorted(idx) == list(range(len(data))) and len(outs["lr"]["logits"]) == len(data)
+    for read, (branch_tracks,) in reads:
+        assert not ({artist[t] for t in read} & {artist[t] for t in branch_tracks}) - {None}
+
+
+def test_track_groups_join_an_artists_tracks_and_leave_the_unknown_alone():
+    data = TrackData(["a", "b", "c", "d", "e"], np.zeros(5, np.int64), ["x"], {},
+                     artists=["The Band", None, " the  band", "", "Other"])
+    assert data.groups().tolist() == [0, 1, 0, 3, 4]
+    assert data.subset(["c", "e"]).groups().tolist() == [0, 1]
+    assert TrackData(["a", "b"], np.zeros(2, np.int64), ["x"], {}).groups().tolist() == [0, 1]
+
+
+def test_cross_fit_needs_folds_frozen_fusion_and_classical_branches(synth_gtzan, synth_store, tmp_path):
+    def run(**sections):
+        return train_run(make_config(synth_gtzan, synth_store, **sections), tmp_path / "r", log=lambda m: None)
+
+    lr, table = {"model": "logreg", "inputs": ["table"]}, {"table": {"feature": "table_row"}}
+    with pytest.raises(ConfigError, match=r"neural: \['cnn', 'mlp'\]"):
+        run(fusion={"strategy": "mean", "mode": "frozen", "cross_fit": 5})
+    with pytest.raises(ConfigError, match="at least 2 folds"):
+        run(branches={"a": lr, "b": lr}, fusion={"strategy": "mean", "mode": "frozen", "cross_fit": 1}, inputs=table)
+    with pytest.raises(ConfigError, match="no cross_fit"):
+        run(branches={"a": lr, "b": lr}, fusion={"strategy": "mean", "mode": "frozen", "cross_fit": 3}, inputs=table,
+            split={"fractions": {"branches": 0.4, "fusion": 0.4, "test": 0.2}}, protocol={"name": "two_stage"})

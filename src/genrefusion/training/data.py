@@ -74,6 +74,7 @@ class TrackData:
     y: np.ndarray
     labels: list[str]
     inputs: dict[str, InputData]
+    artists: list[str | None] | None = None  # each track's artist where the dataset knows it
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -82,7 +83,19 @@ class TrackData:
         pos = {t: i for i, t in enumerate(self.ids)}
         idx = [pos[t] for t in ids if t in pos]
         inputs = {n: replace(d, arrays=[d.arrays[i] for i in idx]) for n, d in self.inputs.items()}
-        return TrackData([self.ids[i] for i in idx], self.y[idx], self.labels, inputs)
+        artists = [self.artists[i] for i in idx] if self.artists is not None else None
+        return TrackData([self.ids[i] for i in idx], self.y[idx], self.labels, inputs, artists)
+
+    def groups(self) -> np.ndarray:
+        """(N,) int: tracks that must stay on one side of an inner fold share a value (the position
+        of their artist's first track); a track of unknown artist is its own group, so without
+        artists this is ``arange(N)``."""
+        from genrefusion.splits import normalize_artist
+
+        first: dict[str, int] = {}
+        keys = [first.setdefault(a, i) if (a := normalize_artist(artist)) else i
+                for i, artist in enumerate(self.artists or [None] * len(self))]
+        return np.array(keys, np.int64)
 
     def check_classes(self, part: str) -> None:
         """Refuse a part in which a class has no track (before any training)."""

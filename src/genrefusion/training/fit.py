@@ -8,7 +8,9 @@ say what each name is):
   also learning from its own loss (``train.aux_weight``);
 - ``fusion.mode: frozen`` (two-stage): each branch trained alone on ``train``; the fusion (a
   neural head or a decision-level strategy) then fitted on the branches' outputs for *other*
-  tracks (``fusion_part``), so it learns how far to trust each branch on unseen music.
+  tracks (``fusion_part``), so it learns how far to trust each branch on unseen music. With
+  ``fusion.cross_fit: k`` (classical branches) those outputs are out-of-fold ones for every
+  training track instead, and the branches are refitted on all of them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from genrefusion.fusion.model import LAYOUT_INPUT, FrozenFusion, FusionModel
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.registry import build_branch, get_branch
 from genrefusion.registries import check_args
+from genrefusion.splits import inner_folds
 from genrefusion.training.data import TrackData, Windowing, batches
 from genrefusion.training.trainer import Trainer, TrainResult, Validation
 
@@ -197,6 +200,11 @@ def validate_config(cfg: RunConfig) -> None:
         check_args(cfg.fusion.strategy, fspec.params, cfg.fusion.args, "fusion strategy", ModelError)
     except ModelError as err:
         raise ConfigError(f"fusion: {err}") from None
+    if cfg.fusion.cross_fit:
+        neural = [n for n, b in cfg.branches.items() if get_branch(b.model).family == "neural"]
+        if cfg.fusion.cross_fit < 2 or cfg.fusion.mode != "frozen" or neural:
+            raise ConfigError(f"fusion.cross_fit: {cfg.fusion.cross_fit} needs at least 2 folds, fusion.mode: frozen and "
+                              f"classical branches only (it refits every branch once per fold; neural: {neural})")
     if cfg.fusion.mode == "joint":
         if fspec.kind == "decision":
             raise ConfigError(f"fusion {cfg.fusion.strategy!r} is decision-level: use fusion.mode: frozen")
@@ -296,7 +304,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
               log: Callable[[str], None] = lambda m: None) -> Fitted:
     """Train what ``cfg`` describes on ``train`` (early stopping on ``valid``).
 
-    Frozen fusion is fitted on ``fusion_part`` (default: ``valid``), tracks the branches never trained on.
+    Frozen fusion is fitted on ``fusion_part`` (default: ``valid``), tracks the branches never trained on;
+    cross-fitted (``fusion.cross_fit``), on out-of-fold outputs of ``train``.
     """
     validate_config(cfg)
     train.check_classes("train")
@@ -322,22 +331,21 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
             fitted.training[name] = _train_neural(model, own, train, valid, windowing, checkpoint_dir, log, name)
             branches[name] = model
         else:
-            cls = spec.cls
-            x = cls.prepare([train.inputs[i].arrays for i in b["inputs"]])
-            shape = (x.shape[1],) if isinstance(x, np.ndarray) else (0,)  # texts have no fixed width
-            branches[name] = build_branch(b["model"], n_classes=n_classes, in_shape=shape, **b["args"]).fit(x, train.y)
-            log(f"[{name}] fitted {b['model']} on {len(x)} tracks" + (f" x {shape[0]} features" if shape[0] else ""))
+            branches[name] = _fit_classical(b, train, n_classes)
+            log(f"[{name}] fitted {b['model']} on {len(train)} tracks")
     fusion_obj, fusion_spec, dims = None, {}, {}
     if cfg.fusion is not None:
-        part = fusion_part if fusion_part is not None else valid
-        if part is None or not len(part):
-            raise ConfigError("frozen fusion needs tracks the branches did not train on (a valid or fusion part)")
-        if len(np.unique(part.y)) < 2:
-            raise ConfigError(f"the fusion tracks ({len(part)}) hold fewer than two classes: too few to fit a fusion")
         fusion_spec = {"strategy": cfg.fusion.strategy, "args": dict(cfg.fusion.args)}
-        frozen = FrozenFusion(n_classes=n_classes, branches=branches, branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
-                              fusion=None, fusion_spec=fusion_spec)
-        outs, idx = _outputs(frozen, part, windowing)
+        if cfg.fusion.cross_fit:
+            part = train
+            outs, idx = _out_of_fold_outputs(cfg, branch_cfg, train, windowing, log)
+        else:
+            part = fusion_part if fusion_part is not None else valid
+            if part is None or not len(part):
+                raise ConfigError("frozen fusion needs tracks the branches did not train on (a valid or fusion part)")
+            if len(np.unique(part.y)) < 2:
+                raise ConfigError(f"the fusion tracks ({len(part)}) hold fewer than two classes: too few to fit a fusion")
+            outs, idx = _outputs(_unfused(branches, branch_cfg, n_classes), part, windowing)
         dims = {n: (int(o["embedding"].shape[1]), n_classes, int(o["sequence"].shape[-1]) if "sequence" in o else 0)
                 for n, o in outs.items()}
         fusion_obj = _seeded_model(cfg.train.seed, build_fusion, name=cfg.fusion.strategy, branches=dims,
@@ -345,12 +353,48 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
         if isinstance(fusion_obj, torch.nn.Module):
             fitted.training["fusion"] = _train_head(fusion_obj, cfg, outs, idx, part, checkpoint_dir, log)
         else:
-            fusion_obj.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, part.y[idx], groups=idx)
-            log(f"[fusion] fitted {cfg.fusion.strategy} on {len(idx)} windows of {len(part)} tracks")
+            fusion_obj.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, part.y[idx],
+                           groups=part.groups()[idx])
+            log(f"[fusion] fitted {cfg.fusion.strategy} on {len(idx)} windows of {len(part)} tracks"
+                + (f" (out-of-fold outputs, {cfg.fusion.cross_fit} folds)" if cfg.fusion.cross_fit else ""))
     fitted.model = FrozenFusion(n_classes=n_classes, branches=branches,
                                 branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
                                 fusion=fusion_obj, fusion_spec=fusion_spec, fusion_dims=dims)
     return fitted
+
+
+def _fit_classical(b: dict, data: TrackData, n_classes: int):
+    """A classical branch (``b``: its model, inputs and args) fitted on every track of ``data``."""
+    x = get_branch(b["model"]).cls.prepare([data.inputs[i].arrays for i in b["inputs"]])
+    shape = (x.shape[1],) if isinstance(x, np.ndarray) else (0,)  # texts have no fixed width
+    return build_branch(b["model"], n_classes=n_classes, in_shape=shape, **b["args"]).fit(x, data.y)
+
+
+def _unfused(branches: dict, branch_cfg: dict, n_classes: int) -> FrozenFusion:
+    """The branches without a fusion, to read their outputs."""
+    return FrozenFusion(n_classes=n_classes, branches=branches, branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
+                        fusion=None, fusion_spec={})
+
+
+def _out_of_fold_outputs(cfg: RunConfig, branch_cfg: dict, train: TrackData, windowing: Windowing, log):
+    """Every training track's branch outputs from branches fitted without it: ``cross_fit`` stratified
+    folds of the tracks (an artist's tracks in one fold), branches refitted on the other folds.
+
+    Returns ``(outputs, idx)`` as :func:`_outputs` does for ``train``: the fusion then learns from all
+    training tracks, where a held-out fusion part would cost the branches those tracks."""
+    n_classes = len(train.labels)
+    pieces = []
+    for k, (fit_rows, held_rows) in enumerate(inner_folds(train.y, groups=train.groups(), k=cfg.fusion.cross_fit,
+                                                          seed=cfg.train.seed)):
+        fit = train.subset([train.ids[i] for i in fit_rows])
+        fit.check_classes(f"cross-fit fold {k + 1}")
+        branches = {n: _fit_classical(b, fit, n_classes) for n, b in branch_cfg.items()}
+        outs, idx = _outputs(_unfused(branches, branch_cfg, n_classes), train.subset([train.ids[i] for i in held_rows]),
+                             windowing)
+        pieces.append((outs, held_rows[idx]))
+        log(f"[fusion] cross-fit fold {k + 1}: branches fitted on {len(fit)} tracks, outputs for {len(held_rows)}")
+    outs = {n: {key: torch.cat([o[n][key] for o, _ in pieces]) for key in pieces[0][0][n]} for n in pieces[0][0]}
+    return outs, np.concatenate([i for _, i in pieces])
 
 
 def _outputs(frozen: FrozenFusion, data: TrackData, windowing: Windowing):

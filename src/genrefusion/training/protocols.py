@@ -106,10 +106,12 @@ def evaluate(fitted: Fitted, data: TrackData, how: str, top_k: int) -> tuple[dic
 
 def uses_validation(cfg: RunConfig) -> bool:
     """Whether a model needs validation tracks: neural branches stop early on them, and frozen fusion
-    without a fusion part is fitted on them. A lone classical branch does not."""
+    without a fusion part is fitted on them. A lone classical branch does not, nor a cross-fitted
+    fusion of classical branches (its fusion learns from out-of-fold outputs of the training tracks)."""
     from genrefusion.models.registry import get_branch
 
-    return cfg.fusion is not None or any(get_branch(b.model).family == "neural" for b in cfg.branches.values())
+    neural = any(get_branch(b.model).family == "neural" for b in cfg.branches.values())
+    return neural or (cfg.fusion is not None and not cfg.fusion.cross_fit)
 
 
 def _check_windows(split: Split, ds: Dataset, parts: dict[str, TrackData], windowing: Windowing) -> None:
@@ -187,9 +189,9 @@ def holdout(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
 
 @register_protocol("two_stage")
 def two_stage(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
-    if cfg.fusion is None or cfg.fusion.mode != "frozen":
+    if cfg.fusion is None or cfg.fusion.mode != "frozen" or cfg.fusion.cross_fit:
         raise ConfigError("the two_stage protocol trains branches and fusion on different tracks: "
-                          "it needs a fusion section with mode: frozen")
+                          "it needs a fusion section with mode: frozen (and no cross_fit, which fits both on the same tracks)")
     default = not cfg.split.published and not cfg.split.file and set(cfg.split.fractions) == {"train", "valid", "test"}
     split = base_split(cfg, ds, fractions=TWO_STAGE if default else None)
     names = {"branches": "branches", "fusion": "fusion"} if "branches" in split.parts else {"branches": "train", "fusion": "valid"}
@@ -261,7 +263,8 @@ def cv_grid(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
         c = with_values(cfg, point)
         scores = []
         for fold in folds:
-            inner_fit, inner_valid = carve(ds, fold.ids("train"), c.split.valid_fraction, c.split.seed, c.split.group_by_artist)
+            inner_fit, inner_valid = carve(ds, fold.ids("train"), c.split.valid_fraction, c.split.seed,
+                                           c.split.group_by_artist) if uses_validation(c) else (fold.ids("train"), [])
             held = data.subset(fold.ids("test"))
             fitted = fit_model(c, data.subset(inner_fit), data.subset(inner_valid), fusion_part=None, windowing=windowing,
                                log=lambda m: None)
