@@ -8,6 +8,7 @@ were bad (they are listed, and for ``extract`` written to ``failures.csv`` in th
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -404,9 +405,15 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                       "—", "GTZAN's real 30 s clips, the packaged default model")
         out.print(table)
         return
+    # a stopped command (kill, the end of a batch job) writes what it finished, as Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
     path = benchmark(list(suites or [*SUITES, SPEED]), data_root=str(data or data_root()), out=report, runs_dir=runs,
                      quick=quick, seeds=seeds, store=str(store), resume=resume, rerun=tuple(rerun or ()), log=_log)
     out.print(f"wrote {path}", highlight=False)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @app.command("tags")

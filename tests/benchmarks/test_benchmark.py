@@ -147,3 +147,45 @@ def test_quick_benchmark_on_real_data(tmp_path):
     out = benchmark(["mendeley"], data_root=str(SHARED), out=tmp_path / "B.md", runs_dir=tmp_path / "runs", quick=True,
                     store=str(tmp_path / "store"), log=lambda m: None)
     assert "**failed**" not in out.read_text()
+
+
+def test_a_stopped_command_reports_what_the_entry_in_progress_finished(synth_gtzan, synth_store, tmp_path,  # noqa: F811
+                                                                        monkeypatch):
+    from genrefusion.training import protocols
+
+    base = {"data": {"path": synth_gtzan.name, "workers": 0}, "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}},
+            "inputs": {"table": {"feature": "table_row"}}, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}
+    entries = (Entry("first", base), Entry("repeated", {**base, "protocol": {"name": "repeated", "repeats": 3}}))
+    monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", entries,
+                                               entry_cells=lambda e: {"reference": f"paper of {e.label}"}))
+    report = tmp_path / "docs" / "BENCHMARKS.md"
+    real = protocols._train_and_test
+
+    def stopped_at_the_third_repeat(*args, **kw):
+        if kw["name"] == "repeat02":
+            raise KeyboardInterrupt  # as the SIGTERM handler of `genrefusion benchmark` raises it
+        return real(*args, **kw)
+
+    def run(**kw) -> list[str]:
+        logged: list[str] = []
+        benchmark(["synth"], data_root=str(synth_gtzan.parent), out=report, runs_dir=tmp_path / "runs", quick=False,
+                  seeds=1, store=str(synth_store), log=logged.append, **kw)
+        return logged
+
+    monkeypatch.setattr(protocols, "_train_and_test", stopped_at_the_third_repeat)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    text = report.read_text()
+    section = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]
+    stopped = section["entries"][1]
+    assert stopped["stopped"] == "2 of 3 repeats" and len(stopped["accuracy"]["values"]) == 2
+    assert "| repeated (**stopped**: 2 of 3 repeats finished) |" in text and "**Partial**: 1 of 2 entries" in text
+    assert "| paper of repeated |" in text  # the entry's own cells, though its run did not finish
+    assert "Best: **first**" in text  # an entry stopped part-way is not compared
+
+    monkeypatch.setattr(protocols, "_train_and_test", real)
+    logged = run(resume=True)
+    assert "[synth] first: kept from the earlier run" in logged and "[synth] repeated" in logged  # run again, whole
+    finished = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"][1]
+    assert finished["stopped"] == "" and len(finished["accuracy"]["values"]) == 3
+    assert "**stopped**" not in report.read_text()

@@ -38,6 +38,7 @@ class EntryResult:
     branches: dict = field(default_factory=dict)
     error: str = ""
     extra: dict = field(default_factory=dict)  # suite-specific cells
+    stopped: str = ""  # the command was stopped during this entry: what it had finished, e.g. "6 of 10 repeats"
 
 
 @dataclass
@@ -53,8 +54,11 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
               log: Callable[[str], None] = print, on_entry: Callable[[SuiteResult], None] | None = None,
               keep: dict[str, EntryResult] | None = None, kept_from: list[str] | None = None) -> SuiteResult:
     """Train and test every entry; ``on_entry`` gets the partial result after each one. Entries in
-    ``keep`` (by label: results of an earlier run, ``kept_from`` naming it) are reported, not re-run."""
-    from genrefusion.training.run import train_run
+    ``keep`` (by label: results of an earlier run, ``kept_from`` naming it) are reported, not re-run.
+    Interrupted (Ctrl-C, SIGTERM), the entry in progress is reported with the seeds, repeats or folds
+    it finished, ``on_entry`` gets that, and the interrupt goes on."""
+    from genrefusion.training.protocols import RunStopped
+    from genrefusion.training.run import summarize, train_run, training_seconds
 
     suite = get_suite(name)
     keep = keep or {}
@@ -75,17 +79,29 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
         cfg_dict["data"]["store"] = store
         log(f"[{suite.name}] {entry.label}")
         t1 = time.perf_counter()
+        cells = suite.entry_cells(entry) if suite.entry_cells else {}
+
+        def measured(summary: dict, extra: dict, **more) -> EntryResult:
+            return EntryResult(entry.label, str(run_dir), True, time.perf_counter() - t1, summary["track"]["accuracy"],
+                               summary["track"]["macro_f1"], {b: v["accuracy"] for b, v in summary["branches"].items()},
+                               extra={**cells, **extra}, **more)
+
         try:
             m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,
                           log=lambda msg: log(f"  {msg}")).metrics
-            t = m["summary"]["track"]
             extra = suite.after_run(entry, run_dir, data_root, lambda msg: log(f"  {msg}")) if suite.after_run else {}
-            results.append(EntryResult(entry.label, str(run_dir), True, time.perf_counter() - t1, t["accuracy"],
-                                       t["macro_f1"], {b: v["accuracy"] for b, v in m["summary"].get("branches", {}).items()},
-                                       extra=extra))
+            results.append(measured(m["summary"], extra))
+        except RunStopped as stop:
+            if stop.finished:
+                log(f"  stopped: reporting the {stop.progress} it finished")
+                results.append(measured(summarize(stop.finished), {"train s": f"{training_seconds(stop.finished):.0f}"},
+                                        stopped=stop.progress))
+            if on_entry is not None:
+                on_entry(so_far(partial=True))
+            raise
         except Exception as err:  # one failing entry is reported, the suite goes on
             log(f"  FAILED: {err}")
-            results.append(EntryResult(entry.label, str(run_dir), False, time.perf_counter() - t1,
+            results.append(EntryResult(entry.label, str(run_dir), False, time.perf_counter() - t1, extra=cells,
                                        error=f"{type(err).__name__}: {err}".splitlines()[0][:300]))
             (run_dir).mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
@@ -108,7 +124,7 @@ def plot_suite(res: SuiteResult, path: Path) -> Path:
     ys = range(len(ok))
     ax.barh(list(ys), [100 * e.accuracy["mean"] for e in ok], xerr=[100 * e.accuracy["std"] for e in ok],
             color="#4c72b0", alpha=0.85)
-    ax.set_yticks(list(ys), [e.label for e in ok], fontsize=8)
+    ax.set_yticks(list(ys), [e.label + (f" (stopped: {e.stopped})" if e.stopped else "") for e in ok], fontsize=8)
     ax.invert_yaxis()
     for label, value in res.suite.references:
         ax.axvline(value, color="#c44e52", ls="--", lw=1)
@@ -199,7 +215,7 @@ def _suite_from_json(name: str, stored: dict) -> SuiteResult:
 
 def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict[str, EntryResult], list[str]]:
     """The entries of suite ``name`` that an earlier run in the same mode and with the same ``seeds``
-    finished without failing (by label), and the provenance lines of the runs they came from: what
+    finished without failing or being stopped (by label), and the provenance lines of the runs they came from: what
     ``--resume`` keeps."""
     section = stored["suites"].get(name)
     if section is None:
@@ -208,7 +224,7 @@ def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict
     seeded = get_suite(name).seeded
     if prov.quick != quick or (seeded and not quick and prov.seeds != seeds):  # quick mode always runs one seed
         return {}, []
-    kept = {e["label"]: EntryResult(**e) for e in section["entries"] if e["ok"]}
+    kept = {e["label"]: EntryResult(**e) for e in section["entries"] if e["ok"] and not e.get("stopped")}
     if not kept:
         return {}, []
     lines = section.get("kept_from", [])
@@ -259,8 +275,7 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
     for res in results:
         for e in res.entries:
             e.extra.setdefault("train s", f"{t:.0f}" if (t := _train_seconds(e.run_dir)) is not None else "—")
-        ok = [e for e in res.entries if e.ok]
-        best = max(ok, key=lambda e: e.accuracy["mean"]) if ok else None
+        best = _best(res)
         cm = Path(best.run_dir) / "confusion.png" if best else None
         if cm is not None and cm.exists():
             shutil.copy(cm, assets / f"{res.suite.name}-best-confusion.png")
@@ -294,14 +309,22 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
     return out
 
 
+def _best(res: SuiteResult) -> EntryResult | None:
+    """The most accurate entry that finished (an entry stopped part-way is not compared)."""
+    done = [e for e in res.entries if e.ok and not e.stopped]
+    return max(done, key=lambda e: e.accuracy["mean"]) if done else None
+
+
 def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[str]:
     s = res.suite
     lines = [f"## {s.title} (`{s.name}`)", "", prov.line(seeded=s.seeded), ""]
     lines += [f"It kept (`--resume`) the entries this earlier command had finished: {k}" for k in res.kept_from]
     lines += [""] if res.kept_from else []
     if res.partial:
-        lines += [f"> **Partial**: {len(res.entries)} of {len(s.entries)} entries had finished when this was written "
-                  "(the command was still running, or was stopped); the others have no result yet.", ""]
+        done = sum(not e.stopped for e in res.entries)
+        lines += [f"> **Partial**: {done} of {len(s.entries)} entries had finished when this was written "
+                  "(the command was still running, or was stopped); an entry stopped part-way shows the seeds, "
+                  "repeats or folds it had finished, the others have no result yet.", ""]
     lines += [f"Protocol: {s.protocol}. Track-level test accuracy and macro-F1 (%, mean ± std over seeds, repeats "
               "or folds)." + (f" Target: {s.target}." if s.target else "") + " *train s*: training time of all its "
               "networks over every seed, repeat or fold.", ""]
@@ -312,18 +335,19 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
         cells = [e.extra.get(k, "—") for k in extra]
         if e.ok:
             alone = ", ".join(f"{b} {_pct(v)}" for b, v in e.branches.items()) or ""
-            row = [e.label, _pct(e.accuracy), _pct(e.macro_f1), alone, *cells, f"{e.seconds:.0f}"]
+            row = [e.label + (f" (**stopped**: {e.stopped} finished)" if e.stopped else ""), _pct(e.accuracy),
+                   _pct(e.macro_f1), alone, *cells, f"{e.seconds:.0f}"]
         else:
             row = [e.label, "**failed**", "—", f"`{e.error}`", *cells, f"{e.seconds:.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     for label, value in s.references:
         lines.append("| " + " | ".join([f"*published: {label}*", f"*{value:.1f}*", *[""] * (len(head) - 2)]) + " |")
     lines.append("")
-    ok = [e for e in res.entries if e.ok]
-    if ok:
+    if any(e.ok for e in res.entries):
         plot = plot_suite(res, assets / f"{s.name}-accuracy.png")
-        best = max(ok, key=lambda e: e.accuracy["mean"])
         lines += [f"![{s.title}: accuracy](benchmarks/{plot.name})", ""]
+    best = _best(res)
+    if best is not None:
         if (assets / f"{s.name}-best-confusion.png").exists():
             lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix over all test tracks:", "",
                       f"![confusion](benchmarks/{s.name}-best-confusion.png)", ""]

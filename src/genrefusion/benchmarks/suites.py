@@ -26,9 +26,11 @@ class Suite:
     references: tuple[tuple[str, float], ...] = ()  # published figures, accuracy in %
     target: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
-    #: a suite that is more than "train each entry": ``runner(entry, cfg_dict, run_dir, data_root, log) -> dict``
+    #: a suite that is more than "train each entry": ``runner(entry, run_dir, data_root, log) -> dict``
     #: of extra cells for the report (the run itself is made first, as for every suite)
     after_run: Callable | None = None
+    #: cells an entry's row shows whatever its run did (``entry_cells(entry) -> dict``), e.g. a recipe's published figure
+    entry_cells: Callable | None = None
 
     @property
     def seeded(self) -> bool:
@@ -193,7 +195,7 @@ register_suite(Suite(
      Entry("MiniLM lyrics + MLP descriptors, gated (joint)", _recipe("mendeley-gated")))))
 
 
-def _recipe_reference(entry: Entry, run_dir, data_root: str, log) -> dict:
+def _recipe_reference(entry: Entry) -> dict:
     """The recipe's published figure and protocol, as written in the recipe, beside our number."""
     return {"published (recipe's reference)": entry.config.get("reference", "—"),
             "our protocol": entry.config.get("protocol", {}).get("name", "holdout")}
@@ -208,7 +210,7 @@ register_suite(Suite(
     notes=("The authors' numbers come from their own splits: the EfficientNet + MLP figures from a random 40/40/20 "
            "GTZAN split (leaky: artists cross it), the others from Emotify or GTZAN under their own protocols. "
            "Our runs use the protocol named in each recipe, on the shared data here.",),
-    after_run=_recipe_reference))
+    entry_cells=_recipe_reference))
 
 
 def _clip_ids(data_root: str) -> list[str]:

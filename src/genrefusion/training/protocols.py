@@ -50,6 +50,21 @@ class Evaluation:
     extra: dict = field(default_factory=dict)  # e.g. the grid search table
 
 
+class RunStopped(KeyboardInterrupt):
+    """A protocol interrupted part-way (Ctrl-C; SIGTERM in ``genrefusion benchmark``): ``finished``
+    holds the evaluations it had completed, in protocol order, of ``total``."""
+
+    def __init__(self, finished: list[Evaluation], total: int):
+        super().__init__(f"stopped after {len(finished)} of {total} evaluations")
+        self.finished, self.total = finished, total
+
+    @property
+    def progress(self) -> str:
+        """``"6 of 10 repeats"`` (or seeds, folds: read from the evaluations' names)."""
+        kind = self.finished[0].name.rstrip("0123456789") + "s" if self.finished else "evaluations"
+        return f"{len(self.finished)} of {self.total} {kind}"
+
+
 PROTOCOLS: dict[str, Callable] = {}
 
 
@@ -153,18 +168,21 @@ def _busy_ones_last(jobs: list[partial], log: Log) -> list[Evaluation]:
     whose cached branch another process is training right now goes to the back, and is run (waiting
     for that branch if it must) after the others. Two commands that share branches, such as the same
     benchmark started twice, so train different ones at once instead of one waiting on the other.
-    Results in job order."""
+    Results in job order; interrupted, :class:`RunStopped` carries the finished ones."""
     done: dict[int, Evaluation] = {}
     later: list[int] = []
-    with defer_busy_branches():
-        for i, job in enumerate(jobs):
-            try:
-                done[i] = job()
-            except BranchBusy as busy:
-                log(f"{job.keywords['name']} {busy}: doing the others first")
-                later.append(i)
-    for i in later:
-        done[i] = jobs[i]()
+    try:
+        with defer_busy_branches():
+            for i, job in enumerate(jobs):
+                try:
+                    done[i] = job()
+                except BranchBusy as busy:
+                    log(f"{job.keywords['name']} {busy}: doing the others first")
+                    later.append(i)
+        for i in later:
+            done[i] = jobs[i]()
+    except KeyboardInterrupt as stop:
+        raise RunStopped([done[i] for i in sorted(done)], len(jobs)) from stop
     return [done[i] for i in range(len(jobs))]
 
 

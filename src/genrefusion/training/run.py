@@ -25,7 +25,7 @@ from genrefusion.evaluation.report import plot_confusion, plot_history, write_co
 from genrefusion.training.data import Windowing
 from genrefusion.training.fit import validate_config
 from genrefusion.training.prepare import check_inputs, load_track_data, open_run_dataset
-from genrefusion.training.protocols import get_protocol
+from genrefusion.training.protocols import Evaluation, get_protocol
 
 
 @dataclass
@@ -37,6 +37,19 @@ class RunSummary:
 def describe_model(cfg: RunConfig) -> str:
     branches = "+".join(b.model for b in cfg.branches.values())
     return branches + (f" [{cfg.fusion.strategy}/{cfg.fusion.mode}]" if cfg.fusion else "")
+
+
+def summarize(evaluations: list[Evaluation]) -> dict:
+    """Mean, std and values over evaluations (seeds, repeats, folds) of the track and window metrics,
+    and of each fused branch alone."""
+    return {"track": mean_std([e.track for e in evaluations]), "window": mean_std([e.window for e in evaluations]),
+            "branches": {b: mean_std([e.track["branches"][b] for e in evaluations])
+                         for b in evaluations[0].track.get("branches", {})}}
+
+
+def training_seconds(evaluations: list[Evaluation]) -> float:
+    """Training time of every network over the evaluations (a cached one counts the time it took then)."""
+    return sum(r.seconds for e in evaluations for r in e.fitted.training.values())
 
 
 def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None] = print,
@@ -62,9 +75,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
         "labels": data.labels, "n_tracks": len(data),
         "windowing": {"window_s": windowing.window_s, "hop_s": windowing.hop_s,
                       "timed": any(d.timed for d in data.inputs.values())},
-        "summary": {"track": mean_std([e.track for e in evaluations]), "window": mean_std([e.window for e in evaluations]),
-                    "branches": {b: mean_std([e.track["branches"][b] for e in evaluations])
-                                 for b in evaluations[0].track.get("branches", {})}},
+        "summary": summarize(evaluations),
         "evaluations": [{"name": e.name, "n_test": len(e.test_ids), "track": e.track, "window": e.window,
                          "training": {k: {"best_epoch": r.best_epoch, "best_valid_accuracy": r.best_accuracy,
                                           "epochs_run": len(r.history), "stopped_early": r.stopped_early,
