@@ -345,7 +345,7 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
                 raise ConfigError("frozen fusion needs tracks the branches did not train on (a valid or fusion part)")
             if len(np.unique(part.y)) < 2:
                 raise ConfigError(f"the fusion tracks ({len(part)}) hold fewer than two classes: too few to fit a fusion")
-            outs, idx = _outputs(_unfused(branches, branch_cfg, n_classes), part, windowing)
+            outs, idx = _outputs(_frozen(branches, branch_cfg, n_classes), part, windowing)
         dims = {n: (int(o["embedding"].shape[1]), n_classes, int(o["sequence"].shape[-1]) if "sequence" in o else 0)
                 for n, o in outs.items()}
         fusion_obj = _seeded_model(cfg.train.seed, build_fusion, name=cfg.fusion.strategy, branches=dims,
@@ -357,9 +357,7 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
                            groups=part.groups()[idx])
             log(f"[fusion] fitted {cfg.fusion.strategy} on {len(idx)} windows of {len(part)} tracks"
                 + (f" (out-of-fold outputs, {cfg.fusion.cross_fit} folds)" if cfg.fusion.cross_fit else ""))
-    fitted.model = FrozenFusion(n_classes=n_classes, branches=branches,
-                                branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
-                                fusion=fusion_obj, fusion_spec=fusion_spec, fusion_dims=dims)
+    fitted.model = _frozen(branches, branch_cfg, n_classes, fusion=fusion_obj, fusion_spec=fusion_spec, fusion_dims=dims)
     return fitted
 
 
@@ -370,10 +368,11 @@ def _fit_classical(b: dict, data: TrackData, n_classes: int):
     return build_branch(b["model"], n_classes=n_classes, in_shape=shape, **b["args"]).fit(x, data.y)
 
 
-def _unfused(branches: dict, branch_cfg: dict, n_classes: int) -> FrozenFusion:
-    """The branches without a fusion, to read their outputs."""
+def _frozen(branches: dict, branch_cfg: dict, n_classes: int, **fusion) -> FrozenFusion:
+    """Fitted branches and, where given, their fusion as one model; without a fusion, to read the
+    branches' outputs."""
     return FrozenFusion(n_classes=n_classes, branches=branches, branch_inputs={n: b["inputs"] for n, b in branch_cfg.items()},
-                        fusion=None, fusion_spec={})
+                        **{"fusion": None, "fusion_spec": {}, **fusion})
 
 
 def _out_of_fold_outputs(cfg: RunConfig, branch_cfg: dict, train: TrackData, windowing: Windowing, log):
@@ -389,20 +388,23 @@ def _out_of_fold_outputs(cfg: RunConfig, branch_cfg: dict, train: TrackData, win
         fit = train.subset([train.ids[i] for i in fit_rows])
         fit.check_classes(f"cross-fit fold {k + 1}")
         branches = {n: _fit_classical(b, fit, n_classes) for n, b in branch_cfg.items()}
-        outs, idx = _outputs(_unfused(branches, branch_cfg, n_classes), train.subset([train.ids[i] for i in held_rows]),
+        outs, idx = _outputs(_frozen(branches, branch_cfg, n_classes), train.subset([train.ids[i] for i in held_rows]),
                              windowing)
         pieces.append((outs, held_rows[idx]))
         log(f"[fusion] cross-fit fold {k + 1}: branches fitted on {len(fit)} tracks, outputs for {len(held_rows)}")
-    outs = {n: {key: torch.cat([o[n][key] for o, _ in pieces]) for key in pieces[0][0][n]} for n in pieces[0][0]}
-    return outs, np.concatenate([i for _, i in pieces])
+    return _concat([o for o, _ in pieces]), np.concatenate([i for _, i in pieces])
 
 
 def _outputs(frozen: FrozenFusion, data: TrackData, windowing: Windowing):
     windows = windowing.eval_windows(data)
     parts = [frozen.branch_outputs(x) for x, _, _ in batches(data, windows, windowing.window_s, EVAL_BATCH)]
-    outs = {n: {k: torch.cat([p[n][k] for p in parts]) for k in ("embedding", "logits", "sequence", "mask")
+    return _concat(parts), np.array([i for i, _ in windows])
+
+
+def _concat(parts: list[dict]) -> dict:
+    """Branch outputs of consecutive row blocks (batches, folds) joined along the rows."""
+    return {n: {k: torch.cat([p[n][k] for p in parts]) for k in ("embedding", "logits", "sequence", "mask")
                 if k in parts[0][n]} for n in parts[0]}
-    return outs, np.array([i for i, _ in windows])
 
 
 def _train_head(head, cfg: RunConfig, outs, idx, part: TrackData, checkpoint_dir, log) -> TrainResult:
