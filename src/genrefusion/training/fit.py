@@ -332,7 +332,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
             branches[name] = model
         else:
             branches[name] = _fit_classical(b, train, n_classes)
-            log(f"[{name}] fitted {b['model']} on {len(train)} tracks")
+            width = branches[name].in_shape[0]  # 0: texts, which have no fixed width
+            log(f"[{name}] fitted {b['model']} on {len(train)} tracks" + (f" x {width} features" if width else ""))
     fusion_obj, fusion_spec, dims = None, {}, {}
     if cfg.fusion is not None:
         fusion_spec = {"strategy": cfg.fusion.strategy, "args": dict(cfg.fusion.args)}
