@@ -189,3 +189,26 @@ def test_a_stopped_command_reports_what_the_entry_in_progress_finished(synth_gtz
     finished = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"][1]
     assert finished["stopped"] == "" and len(finished["accuracy"]["values"]) == 3
     assert "**stopped**" not in report.read_text()
+
+
+def test_the_gtzan_suites_run_every_fusion_strategy_or_say_why_not():
+    """Each registered fusion strategy is a GTZAN entry or is in GTZAN_NOT_FUSED, whose reasons hold."""
+    from genrefusion.config import config_from_dict
+    from genrefusion.errors import ModelError
+    from genrefusion.fusion.registry import FUSIONS, build_fusion
+    from genrefusion.training.fit import validate_config
+
+    skipped = set(suites_mod.GTZAN_NOT_FUSED)
+    for name in ("gtzan-ff", "gtzan-leaky"):
+        run = {(e.config.get("fusion") or {}).get("strategy") for e in SUITES[name].entries} - {None}
+        assert run | skipped == set(FUSIONS) and not run & skipped, name
+        assert any(n.startswith("Fusion strategies not run here: early (") for n in SUITES[name].notes)
+    # early fusion would be one branch reading the image and the table together
+    cfg = suites_mod._gtzan("fault_filtered", ["mlp"], {"strategy": "early", "mode": "joint"})
+    cfg["inputs"], cfg["branches"]["mlp"]["inputs"] = dict(suites_mod.GTZAN_INPUTS), ["image", "table"]
+    with pytest.raises(ConfigError, match="mixes inputs of different kinds"):
+        validate_config(config_from_dict(entry_config(Entry("early", cfg), data_root="../shared/data", quick=False,
+                                                      seeds=1)))
+    # co-attention needs a time sequence from both branches; a table branch gives none (sequence length 0)
+    with pytest.raises(ModelError, match="sequences"):
+        build_fusion("coattention", branches={"cnn": (128, 10, 64), "mlp": (128, 10, 0)}, n_classes=10)
