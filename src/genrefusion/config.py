@@ -81,6 +81,10 @@ class FusionConfig:
     # frozen, classical branches only: fit the fusion on out-of-fold outputs of ``cross_fit`` track folds
     # (artist-grouped where known) of all training tracks, then refit each branch on all of them; 0: off
     cross_fit: int = 0
+    # Training settings of a frozen neural fusion head (``train`` keys) over the run's ``train``
+    # section, which is set for the branches: a head of a few thousand weights on a few hundred
+    # tracks needs far more steps than 30 epochs of a CNN's rate give it.
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -353,6 +353,27 @@ def test_a_branch_trains_with_its_own_settings_in_frozen_fusion_only(synth_gtzan
         train_run(bad, tmp_path / "bad", log=lambda m: None)
 
 
+def test_a_frozen_fusion_head_trains_with_its_own_settings(synth_gtzan, synth_store, tmp_path):
+    branches = {"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}},
+                "wide": {"model": "mlp", "inputs": ["table"], "args": {"width": 32}}}
+    cfg = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}}, branches=branches,
+                      fusion={"strategy": "logit", "mode": "frozen", "train": {"epochs": 6, "lr": 0.01}},
+                      train={"epochs": 2, "patience": 0})
+    logs = []
+    train_run(cfg, tmp_path / "run", log=logs.append)
+    head = [m for m in logs if "[fusion] epoch=" in m]
+    assert len(head) == 6 and len([m for m in logs if "[mlp] epoch=" in m]) == 2
+    assert " lr=0.00933 " in head[0]  # its own 0.01, one sixth down a six-epoch cosine (the run's is 0.003)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["evaluations"][0]["training"]["fusion"]["epochs_run"] == 6
+    for fusion, match in (({"strategy": "mean", "mode": "frozen"}, "'mean' in mode 'frozen' has no such head"),
+                          ({"strategy": "logit", "mode": "joint"}, "'logit' in mode 'joint' has no such head"),
+                          ({"strategy": "logit", "mode": "frozen"}, r"fusion.train: unknown training setting\(s\) \['epoch'\]")):
+        bad = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}}, branches=branches,
+                          fusion={**fusion, "train": {"epoch" if "unknown" in match else "epochs": 6}})
+        with pytest.raises(ConfigError, match=match):
+            train_run(bad, tmp_path / "bad", log=lambda m: None)
+
+
 def _track_fits(monkeypatch):
     """Spy on frozen fusion's fitting: the tracks each classical branch was fitted on, and for every
     read of branch outputs, the tracks read and the tracks its branches were fitted on."""

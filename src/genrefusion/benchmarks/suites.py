@@ -213,12 +213,28 @@ def _recipe_reference(entry: Entry) -> dict:
 # cheapest first on this CPU: EfficientNet-B0 on 224 x 224 images and the 513-bin STFT branch take longest
 PUBLISHED_SYSTEMS = ("image-cnn-windows", "multiframe-mel-cnn", "hierarchical-3s", "late-fusion-cnn",
                      "efficientnet-mlp-logit")
+
+
+def _head_on_the_run_schedule(name: str) -> dict:
+    """The recipe with its frozen fusion head trained on the run's (the branches') schedule, as the
+    recipe stood before ``fusion.train``: kept beside it so the file shows what the change did."""
+    config = _recipe(name)
+    config["fusion"].pop("train")
+    return config
+
+
 register_suite(Suite(
     "recipes", "The five published-system recipes", "each recipe's own data and protocol (see its file)",
-    tuple(Entry(name, _recipe(name)) for name in PUBLISHED_SYSTEMS),
+    (*(Entry(name, _recipe(name)) for name in PUBLISHED_SYSTEMS),
+     Entry("efficientnet-mlp-logit, its fusion head on the branches' schedule (30 epochs at lr 0.0005; "
+           "the recipe before fusion.train)", _head_on_the_run_schedule("efficientnet-mlp-logit"))),
     notes=("The authors' numbers come from their own splits: the EfficientNet + MLP figures from a random 40/40/20 "
            "GTZAN split (leaky: artists cross it), the others from Emotify or GTZAN under their own protocols. "
-           "Our runs use the protocol named in each recipe, on the shared data here.",),
+           "Our runs use the protocol named in each recipe, on the shared data here.",
+           "efficientnet-mlp-logit first ran with its fusion head on the branches' schedule: about 300 optimiser "
+           "steps, after which the head's validation loss was still falling in every seed. The recipe now gives "
+           "the head its own (fusion.train: lr 0.003, up to 200 epochs, patience 20), chosen from that curve before "
+           "the re-run; the first version stays in the table, on the same cached branches."),
     entry_cells=_recipe_reference))
 
 

@@ -186,9 +186,7 @@ def validate_config(cfg: RunConfig) -> None:
         except ModelError as err:
             raise ConfigError(f"branches.{name}: {err}") from None
         _check_layouts(cfg, name, spec)
-        unknown = set(b.train) - {f.name for f in dataclasses.fields(TrainConfig)}
-        if unknown:
-            raise ConfigError(f"branches.{name}.train: unknown training setting(s) {sorted(unknown)}")
+        _check_train_keys(b.train, f"branches.{name}.train")
     if cfg.fusion is None:
         if len(cfg.branches) != 1:
             raise ConfigError(f"{len(cfg.branches)} branches but no fusion: add a 'fusion' section")
@@ -205,6 +203,10 @@ def validate_config(cfg: RunConfig) -> None:
         if cfg.fusion.cross_fit < 2 or cfg.fusion.mode != "frozen" or neural:
             raise ConfigError(f"fusion.cross_fit: {cfg.fusion.cross_fit} needs at least 2 folds, fusion.mode: frozen and "
                               f"classical branches only (it refits every branch once per fold; neural: {neural})")
+    _check_train_keys(cfg.fusion.train, "fusion.train")
+    if cfg.fusion.train and (cfg.fusion.mode != "frozen" or fspec.kind != "neural"):
+        raise ConfigError(f"fusion.train sets the training of a neural head fitted on frozen branches; {cfg.fusion.strategy!r} "
+                          f"in mode {cfg.fusion.mode!r} has no such head (joint fusion trains with the run's 'train' section)")
     if cfg.fusion.mode == "joint":
         if fspec.kind == "decision":
             raise ConfigError(f"fusion {cfg.fusion.strategy!r} is decision-level: use fusion.mode: frozen")
@@ -215,6 +217,12 @@ def validate_config(cfg: RunConfig) -> None:
         if own:
             raise ConfigError(f"branches {own} set their own 'train' but joint fusion trains all branches together: "
                               "set them in the run's 'train' section or use fusion.mode: frozen")
+
+
+def _check_train_keys(overrides: dict, where: str) -> None:
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ConfigError(f"{where}: unknown training setting(s) {sorted(unknown)}")
 
 
 def _check_layouts(cfg: RunConfig, name: str, spec) -> None:
@@ -290,7 +298,8 @@ def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: T
 
 
 def _train_config(base: TrainConfig, overrides: dict) -> TrainConfig:
-    """A branch's own training settings over the run's, typed and checked as the run's section is."""
+    """A branch's (or a frozen fusion head's) own training settings over the run's, typed and checked
+    as the run's section is."""
     return build_section(TrainConfig, {**dataclasses.asdict(base), **overrides}, "train") if overrides else base
 
 
@@ -419,7 +428,8 @@ def _train_head(head, cfg: RunConfig, outs, idx, part: TrackData, checkpoint_dir
     sel = lambda mask: {n: {k: v[torch.from_numpy(mask)] for k, v in o.items()} for n, o in outs.items()}  # noqa: E731
     val_tracks = np.flatnonzero(hold)
     remap = {t: j for j, t in enumerate(val_tracks)}
-    head_cfg = dataclasses.replace(cfg.train, augment=type(cfg.train.augment)(), aux_weight=0.0)
+    own = _train_config(cfg.train, cfg.fusion.train)
+    head_cfg = dataclasses.replace(own, augment=type(own.augment)(), aux_weight=0.0)
     trainer = Trainer(head, head_cfg, n_classes=len(part.labels), y_train=part.y[idx][fit_w],
                       checkpoint_dir=checkpoint_dir / "fusion" if checkpoint_dir else None,
                       fingerprint={"fusion": cfg.fusion.strategy, "args": cfg.fusion.args, "train": dataclasses.asdict(head_cfg),
@@ -427,4 +437,4 @@ def _train_head(head, cfg: RunConfig, outs, idx, part: TrackData, checkpoint_dir
                       log=lambda m: log(f"[fusion] {m}"), name="fusion")
     valid = OutputValidation(sel(val_w), np.array([remap[t] for t in idx[val_w]]), part.y[val_tracks],
                              len(part.labels), cfg.eval.aggregate) if hold.any() else None
-    return trainer.fit(OutputSource(sel(fit_w), part.y[idx][fit_w], cfg.train.batch_size), valid)
+    return trainer.fit(OutputSource(sel(fit_w), part.y[idx][fit_w], head_cfg.batch_size), valid)
