@@ -202,7 +202,7 @@ def test_the_gtzan_suites_run_every_fusion_strategy_or_say_why_not():
     for name in ("gtzan-ff", "gtzan-leaky"):
         run = {(e.config.get("fusion") or {}).get("strategy") for e in SUITES[name].entries} - {None}
         assert run | skipped == set(FUSIONS) and not run & skipped, name
-        assert any(n.startswith("Fusion strategies not run here: early (") for n in SUITES[name].notes)
+        assert any(n.startswith("Fusion strategies not run here: **early**: ") for n in SUITES[name].notes)
     # early fusion would be one branch reading the image and the table together
     cfg = suites_mod._gtzan("fault_filtered", ["mlp"], {"strategy": "early", "mode": "joint"})
     cfg["inputs"], cfg["branches"]["mlp"]["inputs"] = dict(suites_mod.GTZAN_INPUTS), ["image", "table"]

@@ -109,11 +109,11 @@ def _gtzan_entries(split: str) -> tuple[Entry, ...]:
 #: registered fusion strategies the GTZAN suites cannot run over their branches, and why; a test over the
 #: fusion registry keeps this and the entries together complete, so a new strategy is run or explained
 GTZAN_NOT_FUSED = {
-    "early": "joins inputs of one kind before one branch, and GTZAN's are an image and a table "
-             "(the early-fusion-cnn recipe stacks three spectrograms of Emotify's audio instead)",
-    "coattention": "attends between two branches' time sequences, and the table branches return one vector per track",
+    "early": "it joins inputs of one kind before one branch, and GTZAN's are an image and a table; "
+             "the early-fusion-cnn recipe stacks three spectrograms of Emotify's audio instead",
+    "coattention": "it attends between two branches' time sequences, and the table branches return one vector per track",
 }
-GTZAN_NOTES = (f"Fusion strategies not run here: {'; '.join(f'{k} ({v})' for k, v in GTZAN_NOT_FUSED.items())}.",)
+GTZAN_NOTES = (f"Fusion strategies not run here: {'; '.join(f'**{k}**: {v}' for k, v in GTZAN_NOT_FUSED.items())}.",)
 
 GTZAN_FF_REFERENCES = (("MFCC + SVM", 53.4), ("musicnn + SVM", 77.2), ("VGGish + SVM", 77.6),
                        ("Jukebox probe", 79.7), ("sample-level CNN", 82.1))
