@@ -139,8 +139,10 @@ def test_killed_extract_resumes_and_matches_an_uninterrupted_run(tmp_path):
     deadline = time.time() + 120
     indexes = []
     while time.time() < deadline and proc.poll() is None:
-        indexes = list((tmp_path / "s" / "features").glob("summary_gtzan-*/index.sqlite"))
-        if indexes and _count(indexes[0]) > 0:
+        # wait for a commit of *both* features: their indexes commit one after the other, and a kill
+        # between the first two leaves no track done, which would make the resume trivially full
+        indexes = list((tmp_path / "s" / "features").glob("*/index.sqlite"))
+        if len(indexes) == 2 and min(_count(p) for p in indexes) > 0:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
