@@ -58,7 +58,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
     Interrupted (Ctrl-C, SIGTERM), the entry in progress is reported with the seeds, repeats or folds
     it finished, ``on_entry`` gets that, and the interrupt goes on."""
     from genrefusion.training.protocols import RunStopped
-    from genrefusion.training.run import summarize, train_run, training_seconds
+    from genrefusion.training.run import summarize, train_run
 
     suite = get_suite(name)
     keep = keep or {}
@@ -84,7 +84,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
         def measured(summary: dict, extra: dict, **more) -> EntryResult:
             return EntryResult(entry.label, str(run_dir), True, time.perf_counter() - t1, summary["track"]["accuracy"],
                                summary["track"]["macro_f1"], {b: v["accuracy"] for b, v in summary["branches"].items()},
-                               extra={**cells, **extra}, **more)
+                               extra={**cells, **extra, "train s": f"{summary['training_seconds']:.0f}"}, **more)
 
         try:
             m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,
@@ -94,8 +94,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
         except RunStopped as stop:
             if stop.finished:
                 log(f"  stopped: reporting the {stop.progress} it finished")
-                results.append(measured(summarize(stop.finished), {"train s": f"{training_seconds(stop.finished):.0f}"},
-                                        stopped=stop.progress))
+                results.append(measured(summarize(stop.finished), {}, stopped=stop.progress))
             if on_entry is not None:
                 on_entry(so_far(partial=True))
             raise
@@ -239,16 +238,6 @@ def _speed_from_json(stored: dict):
                        r.get("fft_backend", "numpy"))  # results from before the choice of FFT were numpy's
 
 
-def _train_seconds(run_dir: str) -> float | None:
-    """Training time summed over seeds/repeats/folds and branches, as recorded when each network was
-    trained (a branch reused from the cache counts the time it took then)."""
-    try:
-        m = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return sum(t.get("seconds", 0.0) for ev in m.get("evaluations", []) for t in ev.get("training", {}).values())
-
-
 def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall_s: float, argv: list[str],
                      speed=None, seeds: int = 5) -> Path:
     """``BENCHMARKS.md`` (and its PNGs in ``benchmarks/`` beside it): the suites run now, and every
@@ -273,8 +262,6 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
     stored = load_results(assets / RESULTS_FILE)
     here = Provenance.now(argv, quick, wall_s, seeds)
     for res in results:
-        for e in res.entries:
-            e.extra.setdefault("train s", f"{t:.0f}" if (t := _train_seconds(e.run_dir)) is not None else "—")
         best = _best(res)
         cm = Path(best.run_dir) / "confusion.png" if best else None
         if cm is not None and cm.exists():

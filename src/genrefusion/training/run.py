@@ -41,10 +41,11 @@ def describe_model(cfg: RunConfig) -> str:
 
 def summarize(evaluations: list[Evaluation]) -> dict:
     """Mean, std and values over evaluations (seeds, repeats, folds) of the track and window metrics,
-    and of each fused branch alone."""
+    and of each fused branch alone; with the training seconds of all their networks."""
     return {"track": mean_std([e.track for e in evaluations]), "window": mean_std([e.window for e in evaluations]),
             "branches": {b: mean_std([e.track["branches"][b] for e in evaluations])
-                         for b in evaluations[0].track.get("branches", {})}}
+                         for b in evaluations[0].track.get("branches", {})},
+            "training_seconds": training_seconds(evaluations)}
 
 
 def training_seconds(evaluations: list[Evaluation]) -> float:
