@@ -12,6 +12,7 @@ from genrefusion.features.images import (
     load_image,
     magma_lut,
     mel_image,
+    mel_image_to_db,
     waveform_image,
 )
 from tests.conftest import SR, chirp, noise
@@ -23,6 +24,22 @@ def test_indexed_renderer_equals_matplotlib_drawing():
     slow = mel_image(y, sr=SR, renderer="matplotlib")
     assert fast.shape == slow.shape and fast.dtype == np.uint8
     assert np.array_equal(fast, slow)
+
+
+def test_a_mel_image_reads_back_its_log_mel_to_within_half_a_colour():
+    from genrefusion.features import dsp
+
+    y = np.concatenate([chirp(100, 6000, 4.0) + noise(4.0), np.zeros(SR, np.float32)]).astype(np.float32)  # spans 80 dB
+    S = dsp.power_to_db(dsp.mel_power(y, sr=SR), ref=None)
+    img = mel_image(y, sr=SR)
+    db, frames = mel_image_to_db(img, n_frames=S.shape[1])
+    assert db.shape == (128, img.shape[1]) and frames.shape == (img.shape[1],)
+    assert np.all(np.diff(frames) >= 0) and frames[-1] < S.shape[1]  # 5 s: fewer frames than columns
+    assert np.abs(db - S[:, frames]).max() <= 80 / 256 / 2 + 1e-4  # S is float32
+    colour = magma_lut()[img]
+    assert np.array_equal(mel_image_to_db(colour, n_frames=S.shape[1])[0], db)
+    with pytest.raises(FeatureError, match="not a GTZAN-recipe mel image.*got 100 x 387"):
+        mel_image_to_db(img[:100], n_frames=S.shape[1])
 
 
 def test_mel_image_high_bands_on_top():

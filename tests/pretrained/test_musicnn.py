@@ -65,6 +65,26 @@ def test_features_match_the_patch_front_end():
     np.testing.assert_allclose(mel[:, :187].T, mn.log_mel_patches(y, sr=SR)[0], rtol=1e-6)
 
 
+def test_musicnn_input_read_back_from_a_mel_image_follows_the_audios():
+    """The image keeps ~12.9 columns/s and 0.31 dB steps, yet the read-back input follows what musicnn
+    computes from the audio. Measured: correlation over all cells 0.948 (bands upside down: 0.64; 1 s late:
+    0.58), median |difference| 0.04 (the peak 20 dB off: 1.01)."""
+    from genrefusion.features import musicnn as features
+    from genrefusion.features.images import mel_image
+    from tests.conftest import chirp
+
+    y = np.concatenate([chirp(200, 4000, 15.0), noise(15.0) * np.linspace(0, 1, 15 * SR)]).astype(np.float32)
+    audio = get_feature("musicnn_mel").fn(y, sr=SR)
+    peak = 10 * np.log10((10 ** audio.max() - 1) / 10000)
+    img = mel_image(y, sr=SR)
+    read_back = features.musicnn_mel_from_image(img, n_frames=1 + y.size // 512, peak_db=peak)
+    assert read_back.shape == audio.shape and read_back.dtype == np.float32
+    assert np.corrcoef(read_back.ravel(), audio.ravel())[0, 1] > 0.93
+    assert np.median(np.abs(read_back - audio)) < 0.1
+    emb = get_feature("musicnn_embedding_from_image").fn(img, pool="meanmax")
+    assert emb.shape == (400,) and np.isfinite(emb).all()
+
+
 def test_tags_command_text_and_json(tmp_path, capsys):
     a = write(tmp_path / "a.wav", tone(440, 4.0))
     bad = tmp_path / "bad.mp3"

@@ -162,6 +162,35 @@ def mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: str = "ind
     return colour_index(S)[np.ix_(rows, cols)]
 
 
+#: The GTZAN recipe's matrix: 128 mel bands of 22 050 Hz audio, hop 512; 1293 frames for a 30.0 s clip
+GTZAN_IMAGE_SR, GTZAN_IMAGE_HOP, GTZAN_IMAGE_FRAMES = 22050, 512, 1293
+
+
+def mel_image_to_db(img: np.ndarray, *, n_mels: int = 128, n_frames: int = GTZAN_IMAGE_FRAMES,
+                    top_db: float = 80.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mel_image` read back: the log-mel matrix a GTZAN-recipe image shows.
+
+    ``img``: ``(385, 387)`` magma indices (or the colour image). Returns ``(n_mels, 387)`` dB below
+    the track's loudest cell, row 0 = lowest band, and the matrix frame each column shows ``(387,)``.
+    Each band is drawn on ~3 rows (averaged); each column shows one of ~3.3 frames, so time comes back
+    at ~12.9 columns/s; a colour stands for ``top_db / 256`` dB (0.31), read at its middle, assuming
+    the track spans ``top_db`` (the floor ``power_to_db`` applies). The image does not record the
+    clip's length: ``n_frames`` (GTZAN's clips have 1280-1335) moves a column's time by at most 3 %.
+    """
+    img = np.asarray(img)
+    index = rgb_to_magma_index(img) if img.ndim == 3 else img
+    rows, cols = _pixel_map(n_mels, n_frames)
+    if index.ndim != 2 or index.shape != (len(rows), len(cols)):
+        raise FeatureError(f"not a GTZAN-recipe mel image: expected {len(rows)} x {len(cols)} pixels "
+                           f"(a 5 x 5 inch figure at 100 dpi), got {' x '.join(map(str, img.shape))}")
+    sums = np.zeros((n_mels, index.shape[1]))
+    np.add.at(sums, rows, index.astype(np.float64))
+    counts = np.bincount(rows, minlength=n_mels)[:, None]
+    if (counts == 0).any():
+        raise FeatureError(f"mel_image_to_db: {int((counts == 0).sum())} of {n_mels} bands are not drawn at this size")
+    return -top_db + top_db * (sums / counts + 0.5) / N_COLOURS, cols.copy()
+
+
 @register_feature("waveform_image", input="audio", shape="(height, width) uint8", layout="image")
 def waveform_image(y: np.ndarray, *, sr: int, height: int = 128, width: int = 512, normalize: bool = True) -> np.ndarray:
     """The waveform drawn as a min/max envelope: 255 where the signal reaches, 0 elsewhere; row 0 = +1."""

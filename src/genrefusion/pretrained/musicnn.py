@@ -39,18 +39,23 @@ from genrefusion.pretrained.musicnn_spec import (  # noqa: F401  (re-exported: m
 
 
 def log_mel_patches(y: np.ndarray, *, sr: int) -> np.ndarray:
-    """musicnn's input: ``(n_patches, 187, 96)`` float32 log-mel patches of a mono signal.
-
-    A signal shorter than one patch is zero-padded (in the log domain, silence) to one patch;
-    a tail shorter than a patch is dropped, as in the original.
-    """
+    """musicnn's input: ``(n_patches, 187, 96)`` float32 log-mel patches of a mono signal (see :func:`cut_patches`)."""
     import librosa
 
     from genrefusion.audio import resample
 
     x = resample(np.asarray(y, np.float32), orig_sr=sr, target_sr=SR)
     mel = librosa.feature.melspectrogram(y=x, sr=SR, hop_length=HOP, n_fft=N_FFT, n_mels=N_MELS).T
-    rep = np.log10(10000.0 * mel.astype(np.float32) + 1.0)
+    return cut_patches(np.log10(10000.0 * mel.astype(np.float32) + 1.0))
+
+
+def cut_patches(rep: np.ndarray) -> np.ndarray:
+    """musicnn's input ``(n_frames, 96)`` -> non-overlapping patches ``(n_patches, 187, 96)`` float32.
+
+    A representation shorter than one patch is zero-padded (in the log domain, silence) to one patch;
+    a tail shorter than a patch is dropped, as in the original.
+    """
+    rep = np.asarray(rep, np.float32)
     if rep.shape[0] < PATCH_FRAMES:
         rep = np.concatenate([rep, np.zeros((PATCH_FRAMES - rep.shape[0], N_MELS), np.float32)])
     n = 1 + (rep.shape[0] - PATCH_FRAMES) // PATCH_FRAMES
