@@ -57,13 +57,15 @@ def get_suite(name: str) -> Suite:
 
 # ---- building blocks -------------------------------------------------------------------------------
 
-GTZAN_INPUTS = {"image": {"feature": "image_pixels", "resize": [128, 128]}, "table": {"feature": "table_row"}}
+GTZAN_INPUTS = {"image": {"feature": "image_pixels", "resize": [128, 128]}, "table": {"feature": "table_row"},
+                "musicnn": {"feature": "musicnn_embedding_from_image", "params": {"pool": "meanmax"}}}
 GTZAN_BRANCHES = {
     "cnn": {"model": "cnn2d", "inputs": ["image"], "args": {"channels": [16, 32, 64, 128], "dropout": 0.3}},
     "lite0": {"model": "efficientnet_lite0", "inputs": ["image"], "args": {"dropout": 0.3}, "train": {"lr": 0.0003}},
     "mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 128, "depth": 2, "dropout": 0.5}},
     "gbm": {"model": "gbm", "inputs": ["table"], "args": {"n_estimators": 300}},
     "logreg": {"model": "logreg", "inputs": ["table"], "args": {"C": 0.1}},
+    "musicnn": {"model": "logreg", "inputs": ["musicnn"], "args": {"C": 0.1}},
 }
 TRAIN = {"epochs": 30, "lr": 0.001, "batch_size": 32, "windows_per_track": 1, "patience": 8}
 
@@ -83,13 +85,15 @@ def _gtzan(split: str, branches: list[str], fusion: dict | None = None) -> dict:
 
 def _gtzan_entries(split: str) -> tuple[Entry, ...]:
     five = ["cnn", "lite0", "mlp", "gbm", "logreg"]
-    frozen = lambda s: _gtzan(split, five, {"strategy": s, "mode": "frozen"})  # noqa: E731
+    frozen = lambda s, branches=five: _gtzan(split, branches, {"strategy": s, "mode": "frozen"})  # noqa: E731
+    six = lambda s: frozen(s, [*five, "musicnn"])  # noqa: E731
     joint = lambda s: _gtzan(split, ["lite0", "mlp"], {"strategy": s, "mode": "joint"})  # noqa: E731
     # cheap entries first: a run stopped part-way (or resumed in pieces) has already reported them
     return (
         Entry("MLP on 57 features", _gtzan(split, ["mlp"])),
         Entry("gradient boosting on 57 features", _gtzan(split, ["gbm"])),
         Entry("logistic regression on 57 features", _gtzan(split, ["logreg"])),
+        Entry("musicnn (MSD) on the images' log-mel, read back, + logistic regression", _gtzan(split, ["musicnn"])),
         Entry("image CNN (from scratch)", _gtzan(split, ["cnn"])),
         Entry("image EfficientNet-Lite0 (ImageNet-initialised)", _gtzan(split, ["lite0"])),
         Entry("fusion: mean (CNN, Lite0, MLP, GBM, LR)", frozen("mean")),
@@ -100,6 +104,12 @@ def _gtzan_entries(split: str) -> tuple[Entry, ...]:
         Entry("fusion: vote (same five)", frozen("vote")),
         Entry("fusion: stacking (same five)", frozen("stacking")),
         Entry("fusion: hierarchical (same five)", frozen("hierarchical")),
+        Entry("fusion: mean (the five + musicnn LR)", six("mean")),
+        Entry("fusion: weighted mean (the six)", six("weighted_mean")),
+        Entry("fusion: product (the six)", six("product")),
+        Entry("fusion: vote (the six)", six("vote")),
+        Entry("fusion: stacking (the six)", six("stacking")),
+        Entry("fusion: hierarchical (the six)", six("hierarchical")),
         Entry("fusion: feature-level, joint (Lite0 + MLP)", joint("feature")),
         Entry("fusion: logit-level, joint (Lite0 + MLP)", joint("logit")),
         Entry("fusion: gated, joint (Lite0 + MLP)", joint("gated")),
@@ -113,7 +123,13 @@ GTZAN_NOT_FUSED = {
              "the early-fusion-cnn recipe stacks three spectrograms of Emotify's audio instead",
     "coattention": "it attends between two branches' time sequences, and the table branches return one vector per track",
 }
-GTZAN_NOTES = (f"Fusion strategies not run here: {'; '.join(f'**{k}**: {v}' for k, v in GTZAN_NOT_FUSED.items())}.",)
+GTZAN_NOTES = (f"Fusion strategies not run here: {'; '.join(f'**{k}**: {v}' for k, v in GTZAN_NOT_FUSED.items())}.",
+               "The musicnn branch sees no audio: its input is read back from each PNG (`mel_image_to_db`: 128 bands "
+               "at ~12.9 columns/s, 0.31 dB steps) and re-binned to musicnn's 96 bands at 62.5 frames/s "
+               "(`musicnn_embedding_from_image`, MSD model, mean and max over 3 s patches). The published musicnn + "
+               "SVM runs on the audio. Its classifier was chosen on the fault-filtered validation split before any "
+               "test run: logistic regression (C 0.1) 65.5 %, SVM (C 10) 58.4 %; the 57-feature logistic "
+               "regression scores 43.7 % there.")
 
 GTZAN_FF_REFERENCES = (("MFCC + SVM", 53.4), ("musicnn + SVM", 77.2), ("VGGish + SVM", 77.6),
                        ("Jukebox probe", 79.7), ("sample-level CNN", 82.1))
