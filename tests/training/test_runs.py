@@ -22,7 +22,7 @@ from genrefusion.training.data import TrackData, Windowing
 from genrefusion.training.fit import predict_windows
 from genrefusion.training.prepare import load_track_data, open_run_dataset
 from genrefusion.training.run import evaluate_run, train_run
-from tests.training.conftest import make_config
+from tests.training.conftest import GENRES, N_PER_GENRE, make_config
 
 
 def _split(run_dir):
@@ -253,6 +253,9 @@ def test_evaluate_with_another_feature_checks_the_shapes(synth_gtzan, synth_stor
         evaluate_run(tmp_path / "run", data=synth_gtzan, inputs={"mel": "mfcc"}, log=lambda m: None)
     with pytest.raises(ConfigError, match="has no input 'image'"):
         evaluate_run(tmp_path / "run", data=synth_gtzan, inputs={"image": "mel_image"}, log=lambda m: None)
+    # the parameters both features take carry over: the same feature named again gives the same model input
+    same = evaluate_run(tmp_path / "run", data=synth_gtzan, inputs={"mel": "log_mel"}, log=lambda m: None)
+    assert same["n_tracks"] == len(GENRES) * N_PER_GENRE
 
 
 def test_reused_branches_train_once_and_change_no_result(synth_gtzan, tmp_path):

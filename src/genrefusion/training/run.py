@@ -124,11 +124,13 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
 
     ``inputs`` maps an input name to another feature that yields the same array from another
     source, e.g. ``{"image": "mel_image", "table": "summary_gtzan"}`` applies a model trained on
-    GTZAN's spectrogram PNGs and feature table to audio files. Writes ``evaluations/<name>/``
+    GTZAN's spectrogram PNGs and feature table to audio files; parameters the two features share (musicnn's
+    ``model`` and ``pool``) carry over, the others take the new feature's defaults. Writes ``evaluations/<name>/``
     (metrics.json with each track's prediction, confusion matrix); returns the metrics.
     """
     from genrefusion.bundle import load_bundle
     from genrefusion.config import config_from_dict
+    from genrefusion.features import get_feature
     from genrefusion.splits import Split
     from genrefusion.training.protocols import evaluate
 
@@ -140,7 +142,9 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
     for input_name, feature in (inputs or {}).items():
         if input_name not in cfg.inputs:
             raise ConfigError(f"the model has no input {input_name!r}; its inputs: {sorted(cfg.inputs)}")
-        cfg.inputs[input_name].feature, cfg.inputs[input_name].params = feature, {}
+        shared = get_feature(feature).params.keys() & cfg.inputs[input_name].params.keys()
+        cfg.inputs[input_name].params = {k: cfg.inputs[input_name].params[k] for k in shared}
+        cfg.inputs[input_name].feature = feature
     ds = open_run_dataset(cfg)
     if data is None:
         split = Split.load(run_dir / "split.csv", ds)
