@@ -99,6 +99,22 @@ def musicnn_mel_from_image(img: np.ndarray, *, n_frames: int | None = None, peak
 def musicnn_embedding_from_image(img: np.ndarray, *, model: str = "msd-musicnn", pool: str = "mean",
                                  peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
     """Penultimate-layer musicnn features of a GTZAN mel image's 3 s patches (:func:`musicnn_mel_from_image`), pooled."""
+    return _embed_image(img, model=model, pool=pool, peak_db=peak_db, n_frames=None)
+
+
+@register_feature("musicnn_embedding_via_mel_image", input="audio", layout="vector",
+                  shape="(D,) or (2D,) for meanmax; D = 200 musicnn, 256 vgg")
+def musicnn_embedding_via_mel_image(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", pool: str = "mean",
+                                    peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
+    """:func:`musicnn_embedding_from_image` of the signal's own GTZAN mel image: what a model trained on the
+    PNGs' embeddings expects from audio (musicnn on the audio itself differs: the picture blurs time)."""
+    from genrefusion.features.images import GTZAN_IMAGE_HOP, mel_image
+
+    return _embed_image(mel_image(y, sr=sr), model=model, pool=pool, peak_db=peak_db,
+                        n_frames=1 + y.size // GTZAN_IMAGE_HOP)
+
+
+def _embed_image(img: np.ndarray, *, model: str, pool: str, peak_db: float, n_frames: int | None) -> np.ndarray:
     _check(model, pool)
-    out = _mn().run_patches(model, _mn().cut_patches(musicnn_mel_from_image(img, peak_db=peak_db).T))
+    out = _mn().run_patches(model, _mn().cut_patches(musicnn_mel_from_image(img, n_frames=n_frames, peak_db=peak_db).T))
     return np.ascontiguousarray(POOLS[pool](out["penultimate"]), dtype=np.float32)
