@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from genrefusion.errors import FeatureError
+from genrefusion.features import dsp
+from genrefusion.features.images import GTZAN_IMAGE_FRAMES, GTZAN_IMAGE_HOP, GTZAN_IMAGE_SR, mel_image, mel_image_to_db
 from genrefusion.features.registry import register_feature
 from genrefusion.pretrained import musicnn_spec as spec
 
@@ -72,17 +74,14 @@ def musicnn_mel(y: np.ndarray, *, sr: int, hop_length: int = spec.HOP) -> np.nda
 IMAGE_PEAK_DB = 20.6
 
 
-def musicnn_mel_from_image(img: np.ndarray, *, n_frames: int | None = None, peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
+def musicnn_mel_from_image(img: np.ndarray, *, n_frames: int = GTZAN_IMAGE_FRAMES, peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
     """musicnn's input ``(96, n_frames)`` at 62.5 frames/s, read back from a GTZAN-recipe mel image.
 
     The image's 128 Slaney bands to 11 025 Hz are interpolated (in dB, on the mel scale) to musicnn's
     96 bands to 8 kHz, and its ~12.9 columns/s (linearly) to 62.5 frames/s; the track's peak is set to
     ``peak_db``. What the image lost stays lost: detail faster than ~6 Hz, and levels below 80 dB under the peak.
+    ``n_frames``: the drawn matrix's frames (see :func:`mel_image_to_db`).
     """
-    from genrefusion.features import dsp
-    from genrefusion.features.images import GTZAN_IMAGE_FRAMES, GTZAN_IMAGE_HOP, GTZAN_IMAGE_SR, mel_image_to_db
-
-    n_frames = GTZAN_IMAGE_FRAMES if n_frames is None else n_frames
     db, frames = mel_image_to_db(img, n_frames=n_frames)
     centres = lambda n, sr: np.linspace(0.0, dsp.hz_to_mel(sr / 2), n + 2)[1:-1]  # noqa: E731 - Slaney band centres, mel
     src, dst = centres(db.shape[0], GTZAN_IMAGE_SR), centres(spec.N_MELS, spec.SR)
@@ -99,7 +98,7 @@ def musicnn_mel_from_image(img: np.ndarray, *, n_frames: int | None = None, peak
 def musicnn_embedding_from_image(img: np.ndarray, *, model: str = "msd-musicnn", pool: str = "mean",
                                  peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
     """Penultimate-layer musicnn features of a GTZAN mel image's 3 s patches (:func:`musicnn_mel_from_image`), pooled."""
-    return _embed_image(img, model=model, pool=pool, peak_db=peak_db, n_frames=None)
+    return _embed_image(img, model=model, pool=pool, peak_db=peak_db, n_frames=GTZAN_IMAGE_FRAMES)
 
 
 @register_feature("musicnn_embedding_via_mel_image", input="audio", layout="vector",
@@ -108,13 +107,11 @@ def musicnn_embedding_via_mel_image(y: np.ndarray, *, sr: int, model: str = "msd
                                     peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
     """:func:`musicnn_embedding_from_image` of the signal's own GTZAN mel image: what a model trained on the
     PNGs' embeddings expects from audio (musicnn on the audio itself differs: the picture blurs time)."""
-    from genrefusion.features.images import GTZAN_IMAGE_HOP, mel_image
-
     return _embed_image(mel_image(y, sr=sr), model=model, pool=pool, peak_db=peak_db,
                         n_frames=1 + y.size // GTZAN_IMAGE_HOP)
 
 
-def _embed_image(img: np.ndarray, *, model: str, pool: str, peak_db: float, n_frames: int | None) -> np.ndarray:
+def _embed_image(img: np.ndarray, *, model: str, pool: str, peak_db: float, n_frames: int) -> np.ndarray:
     _check(model, pool)
     out = _mn().run_patches(model, _mn().cut_patches(musicnn_mel_from_image(img, n_frames=n_frames, peak_db=peak_db).T))
     return np.ascontiguousarray(POOLS[pool](out["penultimate"]), dtype=np.float32)
