@@ -15,6 +15,8 @@ from genrefusion.errors import ConfigError
 class Entry:
     label: str
     config: dict
+    #: settings the suite's ``after_run`` reads, kept out of the run config (e.g. gtzan-clips' audio-path features)
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,7 @@ def _clips_after_run(entry: Entry, run_dir, data_root: str, log) -> dict:
     ids = _clip_ids(data_root)
     used = load_config(f"{run_dir}/config.yaml").inputs
     table = evaluate_run(run_dir, data=f"{data_root}/gtzan", ids=ids, name="clips-tables", log=log)
-    audio_inputs = {**CLIP_AUDIO_INPUTS, **entry.config["data"].get("audio_path_inputs", {})}
+    audio_inputs = {**CLIP_AUDIO_INPUTS, **entry.extra.get("audio_path_inputs", {})}
     audio = evaluate_run(run_dir, data=f"{data_root}/gtzan/audio", name="clips-audio", log=log,
                          inputs={n: f for n, f in audio_inputs.items() if n in used})
     common = sorted(set(table["predictions"]) & set(audio["predictions"]))
@@ -288,12 +290,9 @@ def _clips_after_run(entry: Entry, run_dir, data_root: str, log) -> dict:
 CLIP_AUDIO_INPUTS = {"image": "mel_image", "table": "summary_gtzan", "musicnn": "musicnn_embedding_via_mel_image"}
 
 
-def _clips_entry(branches: list[str], fusion: dict | None = None, audio_path_inputs: dict | None = None) -> dict:
-    """``audio_path_inputs``: features for the audio path other than CLIP_AUDIO_INPUTS' (popped by entry_config)."""
+def _clips_entry(branches: list[str], fusion: dict | None = None) -> dict:
     cfg = _gtzan("fault_filtered", branches, fusion)
     cfg["data"]["exclude_audio_clips"] = True  # resolved by entry_config: the 100 clips never train
-    if audio_path_inputs:
-        cfg["data"]["audio_path_inputs"] = audio_path_inputs
     return cfg
 
 
@@ -306,8 +305,8 @@ register_suite(Suite(
      Entry("fusion: weighted mean (CNN, LR)", _clips_entry(["cnn", "logreg"], {"strategy": "weighted_mean", "mode": "frozen"})),
      Entry("musicnn (MSD) + logistic regression on the PNGs' log-mel, read back; the audio path draws the "
            "audio's mel image and reads it back", _clips_entry(["musicnn"])),
-     Entry("the same model; the audio path: musicnn on the audio itself (no picture)",
-           _clips_entry(["musicnn"], audio_path_inputs={"musicnn": "musicnn_embedding"}))),
+     Entry("the same model; the audio path: musicnn on the audio itself (no picture)", _clips_entry(["musicnn"]),
+           extra={"audio_path_inputs": {"musicnn": "musicnn_embedding"}})),
     target="audio-path accuracy within 5 points of the tables path on the same tracks",
     notes=("The last entry is a counter-example, kept on purpose: the musicnn model trained on embeddings read back "
            "from the PNGs, fed musicnn's embeddings of the audio itself. The picture blurs time, so the audio path "
@@ -321,7 +320,6 @@ def entry_config(entry: Entry, *, data_root: str, quick: bool, seeds: int) -> di
     cfg["data"]["path"] = f"{data_root.rstrip('/')}/{cfg['data']['path']}"
     if cfg["data"].pop("exclude_audio_clips", False):
         cfg["data"]["exclude"] = _clip_ids(data_root)
-    cfg["data"].pop("audio_path_inputs", None)  # read by the suite's after_run, not by training
     proto = cfg.setdefault("protocol", {})
     train = cfg.setdefault("train", {})
     train["reuse_branches"] = True  # entries that share a branch (the frozen fusions) train it once
