@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from genrefusion.cli import EXIT_OK, EXIT_PARTIAL, main
-from genrefusion.errors import ModelError
+from genrefusion.errors import FeatureError, ModelError
 from genrefusion.features import get_feature
 from genrefusion.pretrained import musicnn as mn
 from genrefusion.pretrained.tf_checkpoint import read_checkpoint
@@ -63,6 +63,26 @@ def test_features_match_the_patch_front_end():
     mel = get_feature("musicnn_mel").fn(y, sr=SR)
     assert mel.shape == (96, 1 + 6.5 * 16000 // 256)
     np.testing.assert_allclose(mel[:, :187].T, mn.log_mel_patches(y, sr=SR)[0], rtol=1e-6)
+
+
+def test_max_mean_pool_layer_is_what_the_back_end_reads_and_layers_are_checked():
+    y = tone(330, 6.2) + 0.3 * noise(6.2)
+    patches = mn.log_mel_patches(y, sr=SR)
+    out = mn.run_patches("msd-musicnn", patches, layers=("max_pool", "mean_pool", "max_mean_pool", "penultimate"))
+    assert out["max_mean_pool"].shape == (2, 1506)
+    np.testing.assert_array_equal(out["max_mean_pool"], np.hstack([out["max_pool"], out["mean_pool"]]))
+    net = mn.load_musicnn("msd-musicnn")
+    interleaved = np.stack([out["max_pool"], out["mean_pool"]], 2).reshape(2, -1)  # the back end's order
+    with torch.no_grad():
+        pen = net.dense_bn(torch.relu(net.dense(net.back_bn(torch.from_numpy(interleaved))))).numpy()
+    np.testing.assert_allclose(pen, out["penultimate"], atol=1e-5)
+    emb = get_feature("musicnn_embedding").fn(y, sr=SR, pool="meanmax", layer="max_mean_pool")
+    assert emb.shape == (3012,) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb[:1506], out["max_mean_pool"].mean(0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ModelError, match="no vector layer"):
+        mn.run_patches("mtt-vgg", patches, layers=("max_pool",))
+    with pytest.raises(FeatureError, match="layer of mtt-vgg must be one of"):
+        get_feature("musicnn_embedding").fn(y, sr=SR, model="mtt-vgg", layer="max_pool")
 
 
 def test_musicnn_input_read_back_from_a_mel_image_follows_the_audios():

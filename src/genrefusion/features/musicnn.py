@@ -27,20 +27,33 @@ POOLS = {"mean": lambda a: a.mean(0), "max": lambda a: a.max(0),
          "meanmax": lambda a: np.concatenate([a.mean(0), a.max(0)])}
 
 
-def _check(model: str, pool: str | None = None) -> None:
+def _check(model: str, pool: str | None = None, layer: str | None = None) -> None:
     if model not in spec.MODELS:
         raise FeatureError(f"musicnn model must be one of {sorted(spec.MODELS)}, got {model!r}")
     if pool is not None and pool not in POOLS:
         raise FeatureError(f"musicnn pool must be one of {sorted(POOLS)}, got {pool!r}")
+    layers = spec.VECTOR_LAYERS[spec.MODELS[model][1]]
+    if layer is not None and layer not in layers:
+        raise FeatureError(f"musicnn layer of {model} must be one of {list(layers)}, got {layer!r}")
 
 
-@register_feature("musicnn_embedding", input="audio", shape="(D,) or (2D,) for meanmax; D = 200 musicnn, 256 vgg",
-                  layout="vector")
-def musicnn_embedding(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", pool: str = "mean") -> np.ndarray:
-    """Penultimate-layer musicnn features of each 3 s patch, pooled over the track."""
-    _check(model, pool)
-    out = _mn().run_patches(model, _mn().log_mel_patches(y, sr=sr))
-    return np.ascontiguousarray(POOLS[pool](out["penultimate"]), dtype=np.float32)
+#: the ``shape`` of the embedding features
+EMBEDDING_SHAPE = ("(D,) or (2D,) for pool meanmax; D by layer: penultimate 200 musicnn, 256 vgg; "
+                   "max_pool, mean_pool 753; max_mean_pool 1506; tags 50")
+
+
+def _pooled(model: str, patches: np.ndarray, *, pool: str, layer: str) -> np.ndarray:
+    """One ``layer`` of each musicnn input patch ``(n_patches, 187, 96)``, pooled over the patches."""
+    out = _mn().run_patches(model, patches, layers=(layer,))[layer]
+    return np.ascontiguousarray(POOLS[pool](out), dtype=np.float32)
+
+
+@register_feature("musicnn_embedding", input="audio", shape=EMBEDDING_SHAPE, layout="vector")
+def musicnn_embedding(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", pool: str = "mean",
+                      layer: str = "penultimate") -> np.ndarray:
+    """One layer's musicnn features of each 3 s patch (``spec.VECTOR_LAYERS``), pooled over the track."""
+    _check(model, pool, layer)
+    return _pooled(model, _mn().log_mel_patches(y, sr=sr), pool=pool, layer=layer)
 
 
 @register_feature("musicnn_tags", input="audio", shape="(50,) tag probabilities", layout="vector")
@@ -93,25 +106,23 @@ def musicnn_mel_from_image(img: np.ndarray, *, n_frames: int = GTZAN_IMAGE_FRAME
     return np.ascontiguousarray(np.log10(10000.0 * 10.0 ** ((rep + peak_db) / 10.0) + 1.0), dtype=np.float32)
 
 
-@register_feature("musicnn_embedding_from_image", input="image", layout="vector",
-                  shape="(D,) or (2D,) for meanmax; D = 200 musicnn, 256 vgg")
+@register_feature("musicnn_embedding_from_image", input="image", layout="vector", shape=EMBEDDING_SHAPE)
 def musicnn_embedding_from_image(img: np.ndarray, *, model: str = "msd-musicnn", pool: str = "mean",
-                                 peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
-    """Penultimate-layer musicnn features of a GTZAN mel image's 3 s patches (:func:`musicnn_mel_from_image`), pooled."""
-    return _embed_image(img, model=model, pool=pool, peak_db=peak_db, n_frames=GTZAN_IMAGE_FRAMES)
+                                 layer: str = "penultimate", peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
+    """:func:`musicnn_embedding` of a GTZAN mel image's 3 s patches, read back (:func:`musicnn_mel_from_image`)."""
+    return _embed_image(img, model=model, pool=pool, layer=layer, peak_db=peak_db, n_frames=GTZAN_IMAGE_FRAMES)
 
 
-@register_feature("musicnn_embedding_via_mel_image", input="audio", layout="vector",
-                  shape="(D,) or (2D,) for meanmax; D = 200 musicnn, 256 vgg")
+@register_feature("musicnn_embedding_via_mel_image", input="audio", layout="vector", shape=EMBEDDING_SHAPE)
 def musicnn_embedding_via_mel_image(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", pool: str = "mean",
-                                    peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
+                                    layer: str = "penultimate", peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
     """:func:`musicnn_embedding_from_image` of the signal's own GTZAN mel image: what a model trained on the
     PNGs' embeddings expects from audio (musicnn on the audio itself differs: the picture blurs time)."""
-    return _embed_image(mel_image(y, sr=sr), model=model, pool=pool, peak_db=peak_db,
+    return _embed_image(mel_image(y, sr=sr), model=model, pool=pool, layer=layer, peak_db=peak_db,
                         n_frames=1 + y.size // GTZAN_IMAGE_HOP)
 
 
-def _embed_image(img: np.ndarray, *, model: str, pool: str, peak_db: float, n_frames: int) -> np.ndarray:
-    _check(model, pool)
-    out = _mn().run_patches(model, _mn().cut_patches(musicnn_mel_from_image(img, n_frames=n_frames, peak_db=peak_db).T))
-    return np.ascontiguousarray(POOLS[pool](out["penultimate"]), dtype=np.float32)
+def _embed_image(img: np.ndarray, *, model: str, pool: str, layer: str, peak_db: float, n_frames: int) -> np.ndarray:
+    _check(model, pool, layer)
+    rep = musicnn_mel_from_image(img, n_frames=n_frames, peak_db=peak_db)
+    return _pooled(model, _mn().cut_patches(rep.T), pool=pool, layer=layer)

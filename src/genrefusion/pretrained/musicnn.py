@@ -35,6 +35,7 @@ from genrefusion.pretrained.musicnn_spec import (  # noqa: F401  (re-exported: m
     N_MELS,
     PATCH_FRAMES,
     SR,
+    VECTOR_LAYERS,
 )
 
 
@@ -112,7 +113,7 @@ class Musicnn(nn.Module):
         return {"logits": logits, "tags": torch.sigmoid(logits), "penultimate": penultimate,
                 "timbral": torch.cat(timbral, 1).transpose(1, 2), "temporal": torch.cat(temporal, 1).transpose(1, 2),
                 "cnn1": c1.transpose(1, 2), "cnn2": c2.transpose(1, 2), "cnn3": c3.transpose(1, 2),
-                "mean_pool": mean_pool, "max_pool": max_pool}
+                "mean_pool": mean_pool, "max_pool": max_pool, "max_mean_pool": torch.cat([max_pool, mean_pool], 1)}
 
     def load_tf(self, t: dict[str, np.ndarray]) -> "Musicnn":
         """Copy weights from the TensorFlow checkpoint's variables (tf.layers' creation-order names)."""
@@ -212,15 +213,21 @@ def tag_names(model: str) -> list[str]:
 
 
 @torch.no_grad()
-def run_patches(model: str, patches: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
-    """Tag probabilities ``(n_patches, 50)`` and penultimate features ``(n_patches, D)`` of each patch."""
+def run_patches(model: str, patches: np.ndarray, batch: int = 64,
+                layers: tuple[str, ...] = ("tags", "penultimate")) -> dict[str, np.ndarray]:
+    """Each of ``layers`` (see ``VECTOR_LAYERS``) for each patch, ``(n_patches, D)``: by default the tag
+    probabilities (D = 50) and the penultimate features."""
+    arch = MODELS[model][1]
+    unknown = [layer for layer in layers if layer not in VECTOR_LAYERS[arch]]
+    if unknown:
+        raise ModelError(f"{model} has no vector layer(s) {unknown}; it has {list(VECTOR_LAYERS[arch])}")
     net = load_musicnn(model)
-    tags, pen = [], []
+    got: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     for s in range(0, len(patches), batch):
         out = net(torch.from_numpy(patches[s:s + batch]))
-        tags.append(out["tags"].numpy())
-        pen.append(out["penultimate"].numpy())
-    return {"tags": np.concatenate(tags), "penultimate": np.concatenate(pen)}
+        for layer in layers:
+            got[layer].append(out[layer].numpy())
+    return {layer: np.concatenate(parts) for layer, parts in got.items()}
 
 
 def tag_file(path, *, model: str = "msd-musicnn") -> dict[str, float]:

@@ -29,3 +29,11 @@ MODELS = {
     "msd-vgg": ("MSD_vgg", "vgg", MSD_LABELS),
     "mtt-vgg": ("MTT_vgg", "vgg", MTT_LABELS),
 }
+
+#: architecture -> the layers that give each patch one vector (``run_patches``' ``layers``): ``penultimate``
+#: (200 musicnn, 256 vgg); for musicnn also ``max_pool`` / ``mean_pool`` (753 each: the front and mid end's
+#: feature maps pooled over the patch's time) and ``max_mean_pool`` (both, 1506: what the back end reads).
+VECTOR_LAYERS = {
+    "musicnn": ("tags", "penultimate", "max_pool", "mean_pool", "max_mean_pool"),
+    "vgg": ("tags", "penultimate"),
+}
