@@ -91,6 +91,7 @@ def _gtzan_entries(split: str) -> tuple[Entry, ...]:
     five = ["cnn", "lite0", "mlp", "gbm", "logreg"]
     frozen = lambda s, branches=five: _gtzan(split, branches, {"strategy": s, "mode": "frozen"})  # noqa: E731
     six = lambda s: frozen(s, [*five, "musicnn"])  # noqa: E731
+    six_pools = lambda s: frozen(s, [*five, "musicnn_pools"])  # noqa: E731
     joint = lambda s: _gtzan(split, ["lite0", "mlp"], {"strategy": s, "mode": "joint"})  # noqa: E731
     # cheap entries first: a run stopped part-way (or resumed in pieces) has already reported them
     return (
@@ -123,6 +124,8 @@ def _gtzan_entries(split: str) -> tuple[Entry, ...]:
         Entry("fusion: weighted mean, cross-fitted (musicnn pool-layer LR, GBM, LR, on train + valid)",
               _gtzan(split, ["musicnn_pools", "gbm", "logreg"],
                      {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
+        *(Entry(f"fusion: {s.replace('_', ' ')} (the five + musicnn pool-layer LR)", six_pools(s))
+          for s in ("mean", "weighted_mean", "product", "vote", "stacking", "hierarchical")),
         Entry("fusion: feature-level, joint (Lite0 + MLP)", joint("feature")),
         Entry("fusion: logit-level, joint (Lite0 + MLP)", joint("logit")),
         Entry("fusion: gated, joint (Lite0 + MLP)", joint("gated")),
