@@ -125,7 +125,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
     ``inputs`` maps an input name to another feature that yields the same array from another
     source, e.g. ``{"image": "mel_image", "table": "summary_gtzan"}`` applies a model trained on
     GTZAN's spectrogram PNGs and feature table to audio files; parameters the two features share (musicnn's
-    ``model`` and ``pool``) carry over, the others take the new feature's defaults. Writes ``evaluations/<name>/``
+    ``model``, ``pool`` and ``layer``) carry over, the others take the new feature's defaults. Writes ``evaluations/<name>/``
     (metrics.json with each track's prediction, confusion matrix); returns the metrics.
     """
     from genrefusion.bundle import load_bundle
