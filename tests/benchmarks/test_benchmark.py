@@ -76,9 +76,15 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
     section = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]
     assert section["entries"][0] == first and section["entries"][1]["ok"] and len(section["kept_from"]) == 1
     text = report.read_text()
-    assert "It kept (`--resume`) the entries this earlier command had finished: Results of `" in text
+    assert "Entries kept by `--resume` from earlier commands (newest first):" in text
+    assert "\n- `genrefusion " in text and "(1 seed), " in text  # one short line per earlier command
     assert "| second | **failed** |" not in text
     assert "full mode, 1 seed per model)" in text
+    before = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]
+    logged = run(resume=True)  # nothing left to run: the section stays under the commands that ran its entries
+    assert "[synth] second: kept from the earlier run" in logged
+    assert json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"] == before
+    assert "which ran no entry (`--resume` kept them all)" in report.read_text()
     logged = run(resume=True, rerun=("seco",))  # after a fix: run one entry again, keep the others
     assert "[synth] first: kept from the earlier run" in logged and "[synth] second" in logged
     for bad, why in (({"rerun": ("third",)}, "no entry's label"), ({"resume": False, "rerun": ("first",)}, "needs --resume")):
@@ -86,6 +92,22 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
             run(**{"resume": True, **bad})
     assert not any("kept from" in m for m in run(resume=True, seeds=2))  # one seed's results are not two seeds'
     assert not any("kept from" in m for m in run(resume=True, quick=True))  # a quick run never keeps full-mode results
+
+
+def test_provenance_lines_of_earlier_results_files_are_read_back():
+    """results.json files written before provenances were kept as fields hold the rendered line instead."""
+    prov = run_mod.Provenance("genrefusion benchmark x --resume", "2026-11-22 04:56 UTC", False,
+                              "genrefusion 0.1.0, torch 2.13.0+cpu", "AMD EPYC, 2 cores, Python 3.11.7", 4932.0, 3)
+    back = run_mod.Provenance.from_line(prov.line(seeded=True))
+    assert back == run_mod.Provenance(**{**prov.__dict__, "seconds": 60 * 82.2})  # the line rounds to 0.1 min
+    older = prov.line().replace("(full mode)", "(full mode, 5 seeds per model on fixed splits)")
+    assert run_mod.Provenance.from_line(older).seeds == 5
+    assert run_mod.Provenance.from_line("made by hand") is None
+    head = run_mod.Provenance(**{**prov.__dict__, "machine": "another machine"})
+    lines = run_mod._kept_from_markdown([prov.__dict__, prov.line(), "made by hand"], head, seeded=True)
+    assert lines[2] == ("- `genrefusion benchmark x --resume` (3 seeds), 2026-11-22 04:56 UTC, 82.2 min; "
+                        "AMD EPYC, 2 cores, Python 3.11.7")  # the machine differs from the head's
+    assert lines[3].startswith("- `genrefusion benchmark x --resume` (5 seeds)") and lines[4] == "- made by hand"
 
 
 def test_concurrent_reports_keep_each_others_sections(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -47,7 +48,10 @@ class SuiteResult:
     entries: list[EntryResult]
     seconds: float
     partial: bool = False  # written while the suite was still running: only its first entries
-    kept_from: list[str] = field(default_factory=list)  # provenance lines of earlier runs whose entries --resume kept
+    # the earlier commands whose entries --resume kept, newest first: Provenance fields (a line of text in
+    # results.json files written before they were stored as fields)
+    kept_from: list[dict | str] = field(default_factory=list)
+    kept: int = 0  # how many of ``entries`` were kept rather than run by this command
 
 
 def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: int = 5, store: str = "store",
@@ -66,7 +70,8 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
     results = []
 
     def so_far(partial: bool) -> SuiteResult:
-        return SuiteResult(suite, list(results), time.perf_counter() - t0, partial, list(kept_from or []))
+        return SuiteResult(suite, list(results), time.perf_counter() - t0, partial, list(kept_from or []),
+                           sum(e.label in keep for e in suite.entries[:len(results)]))
 
     for i, entry in enumerate(suite.entries):
         if entry.label in keep:
@@ -194,6 +199,38 @@ class Provenance:
         return (f"Results of `{self.command}` ({mode}) on {self.date}; {self.versions}; {self.machine}; "
                 f"wall time {self.seconds / 60:.1f} min.")
 
+    @classmethod
+    def from_line(cls, line: str) -> "Provenance | None":
+        """The provenance that :meth:`line` wrote (as earlier results.json files kept it), or None."""
+        m = _LINE.fullmatch(line)
+        if m is None:
+            return None
+        seeds = re.search(r"(\d+) seeds? per model", m["mode"])
+        return cls(m["command"], m["date"], "quick mode" in m["mode"], m["versions"], m["machine"],
+                   60 * float(m["minutes"]), int(seeds[1]) if seeds else 5)
+
+
+_LINE = re.compile(r"Results of `(?P<command>.*)` \((?P<mode>.*)\) on (?P<date>\d{4}-\d\d-\d\d \d\d:\d\d UTC); "
+                   r"(?P<versions>[^;]*); (?P<machine>[^;]*); wall time (?P<minutes>[\d.]+) min\.")
+
+
+def _kept_from_markdown(kept_from: list[dict | str], head: Provenance, *, seeded: bool) -> list[str]:
+    """The earlier commands whose entries ``--resume`` kept, one line each, newest first; version and machine
+    only where they differ from the command above them (``head``)."""
+    if not kept_from:
+        return []
+    lines = ["Entries kept by `--resume` from earlier commands (newest first):", ""]
+    for item in kept_from:
+        prov = Provenance(**item) if isinstance(item, dict) else Provenance.from_line(item)
+        if prov is None:  # a line in a form this version does not write
+            lines.append(f"- {item}")
+            continue
+        mode = "quick mode" if prov.quick else f"{prov.seeds} seed{'s' * (prov.seeds != 1)}" if seeded else "full mode"
+        differs = [v for v, h in ((prov.versions, head.versions), (prov.machine, head.machine)) if v != h]
+        lines.append(f"- `{prov.command}` ({mode}), {prov.date}, {prov.seconds / 60:.1f} min"
+                     + "".join(f"; {v}" for v in differs))
+    return [*lines, ""]
+
 
 def load_results(path: Path) -> dict:
     """``{"suites": {name: {...}}, "speed": {...} | None}`` from an earlier run; empty if none (or an
@@ -209,12 +246,12 @@ def load_results(path: Path) -> dict:
 
 def _suite_from_json(name: str, stored: dict) -> SuiteResult:
     return SuiteResult(get_suite(name), [EntryResult(**e) for e in stored["entries"]], stored["seconds"],
-                       stored.get("partial", False), stored.get("kept_from", []))
+                       stored.get("partial", False), stored.get("kept_from", []), stored.get("kept", 0))
 
 
-def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict[str, EntryResult], list[str]]:
+def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict[str, EntryResult], list[dict | str]]:
     """The entries of suite ``name`` that an earlier run in the same mode and with the same ``seeds``
-    finished without failing or being stopped (by label), and the provenance lines of the runs they came from: what
+    finished without failing or being stopped (by label), and the provenances of the runs they came from: what
     ``--resume`` keeps."""
     section = stored["suites"].get(name)
     if section is None:
@@ -226,8 +263,7 @@ def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict
     kept = {e["label"]: EntryResult(**e) for e in section["entries"] if e["ok"] and not e.get("stopped")}
     if not kept:
         return {}, []
-    lines = section.get("kept_from", [])
-    return kept, [prov.line(seeded=seeded), *lines]
+    return kept, [section["provenance"], *section.get("kept_from", [])]
 
 
 def _speed_from_json(stored: dict):
@@ -261,20 +297,26 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
 
     stored = load_results(assets / RESULTS_FILE)
     here = Provenance.now(argv, quick, wall_s, seeds)
+    ran = []
     for res in results:
+        if _ran_nothing_new(res, stored["suites"].get(res.suite.name)):
+            continue  # the section stays as the commands that ran its entries left it, under their names
         best = _best(res)
         cm = Path(best.run_dir) / "confusion.png" if best else None
         if cm is not None and cm.exists():
             shutil.copy(cm, assets / f"{res.suite.name}-best-confusion.png")
+        ran.append(res.suite.name)
         stored["suites"][res.suite.name] = {"provenance": here.__dict__, "seconds": res.seconds, "partial": res.partial,
-                                            "kept_from": res.kept_from, "entries": [e.__dict__ for e in res.entries]}
+                                            "kept_from": res.kept_from, "kept": res.kept,
+                                            "entries": [e.__dict__ for e in res.entries]}
     if speed is not None:
         stored["speed"] = {"provenance": here.__dict__, "result": dataclasses.asdict(speed)}
     (assets / RESULTS_FILE).write_text(json.dumps(stored, indent=1), encoding="utf-8")
 
-    ran = [r.suite.name for r in results] + ([SPEED] if speed is not None else [])
+    ran += [SPEED] if speed is not None else []
+    none = "no entry (`--resume` kept them all)" if results else "no suite"
     lines = ["# Benchmarks", "",
-             f"Written by `{here.command}` on {here.date}, which ran {', '.join(f'`{n}`' for n in ran) or 'no suite'}; "
+             f"Written by `{here.command}` on {here.date}, which ran {', '.join(f'`{n}`' for n in ran) or none}; "
              "every other section keeps the results of the command named under its title. Do not edit by hand: "
              "`genrefusion benchmark SUITE...` re-runs suites and rewrites this file.", ""]
     order = [n for n in SUITES if n in stored["suites"]] + [n for n in stored["suites"] if n not in SUITES]
@@ -296,6 +338,12 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
     return out
 
 
+def _ran_nothing_new(res: SuiteResult, section: dict | None) -> bool:
+    """Every entry of ``res`` was kept from ``section`` (the stored results), which holds no other entry."""
+    return (section is not None and bool(res.entries) and res.kept == len(res.entries)
+            and [e["label"] for e in section["entries"]] == [e.label for e in res.entries])
+
+
 def _best(res: SuiteResult) -> EntryResult | None:
     """The most accurate entry that finished (an entry stopped part-way is not compared)."""
     done = [e for e in res.entries if e.ok and not e.stopped]
@@ -305,8 +353,7 @@ def _best(res: SuiteResult) -> EntryResult | None:
 def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[str]:
     s = res.suite
     lines = [f"## {s.title} (`{s.name}`)", "", prov.line(seeded=s.seeded), ""]
-    lines += [f"It kept (`--resume`) the entries this earlier command had finished: {k}" for k in res.kept_from]
-    lines += [""] if res.kept_from else []
+    lines += _kept_from_markdown(res.kept_from, prov, seeded=s.seeded)
     if res.partial:
         done = sum(not e.stopped for e in res.entries)
         lines += [f"> **Partial**: {done} of {len(s.entries)} entries had finished when this was written "
