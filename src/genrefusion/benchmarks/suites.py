@@ -71,6 +71,9 @@ GTZAN_BRANCHES = {
     "musicnn": {"model": "logreg", "inputs": ["musicnn"], "args": {"C": 0.1}},
     "musicnn_pools": {"model": "logreg", "inputs": ["musicnn_pools"], "args": {"C": 0.1}},
 }
+#: feature-extraction processes of the audio and image suites: this machine's two cores (GTZAN's 999 PNGs
+#: through musicnn take ~20 min in one)
+EXTRACT_WORKERS = 2
 TRAIN = {"epochs": 30, "lr": 0.001, "batch_size": 32, "windows_per_track": 1, "patience": 8}
 
 
@@ -83,7 +86,8 @@ def _gtzan(split: str, branches: list[str], fusion: dict | None = None) -> dict:
     if fusion is not None and fusion["mode"] == "joint":
         for b in chosen.values():
             train.update(b.pop("train", {}))
-    return {"data": {"path": "gtzan"}, "split": {"published": split}, "inputs": {i: GTZAN_INPUTS[i] for i in inputs},
+    return {"data": {"path": "gtzan", "workers": EXTRACT_WORKERS}, "split": {"published": split},
+            "inputs": {i: GTZAN_INPUTS[i] for i in inputs},
             "branches": chosen, "fusion": fusion, "train": train, "protocol": {"name": "holdout"}}
 
 
@@ -164,7 +168,7 @@ register_suite(Suite(
 
 
 def _emotify(inputs: dict, branches: dict, fusion: dict | None = None, train: dict | None = None) -> dict:
-    return {"data": {"path": "emotify", "workers": 2}, "inputs": inputs, "branches": branches, "fusion": fusion,
+    return {"data": {"path": "emotify", "workers": EXTRACT_WORKERS}, "inputs": inputs, "branches": branches, "fusion": fusion,
             "train": {"epochs": 30, "patience": 8, **(train or {})},
             "protocol": {"name": "repeated", "repeats": 10, "test_fraction": 0.2}}
 
