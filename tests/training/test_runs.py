@@ -429,8 +429,8 @@ def test_cross_fitting_keeps_an_artists_tracks_in_one_fold(synth_gtzan, synth_st
                       branches={"lr": {"model": "logreg", "inputs": ["table"]}},
                       fusion={"strategy": "stacking", "mode": "frozen", "cross_fit": 3})
     data, _ = load_track_data(cfg, open_run_dataset(cfg))
-    data.artists = [f"Artist {i // 3}" if i % 5 else None for i in range(len(data))]  # trios, some unknown
-    artist = dict(zip(data.ids, data.artists))
+    data.fold_keys = [f"Artist {i // 3}" if i % 5 else None for i in range(len(data))]  # trios, some unknown
+    artist = dict(zip(data.ids, data.fold_keys))
     windowing = Windowing.resolve(data, None, None)
     outs, idx = fit_module._out_of_fold_outputs(cfg, {"lr": {"model": "logreg", "inputs": ["table"], "args": {}}},
                                                 data, windowing, log=lambda m: None)
@@ -441,10 +441,22 @@ def test_cross_fitting_keeps_an_artists_tracks_in_one_fold(synth_gtzan, synth_st
 
 def test_track_groups_join_an_artists_tracks_and_leave_the_unknown_alone():
     data = TrackData(["a", "b", "c", "d", "e"], np.zeros(5, np.int64), ["x"], {},
-                     artists=["The Band", None, " the  band", "", "Other"])
+                     fold_keys=["The Band", None, " the  band", "", "Other"])
     assert data.groups().tolist() == [0, 1, 0, 3, 4]
     assert data.subset(["c", "e"]).groups().tolist() == [0, 1]
     assert TrackData(["a", "b"], np.zeros(2, np.int64), ["x"], {}).groups().tolist() == [0, 1]
+
+
+def test_fold_groups_join_tracks_unless_too_coarse_to_fold():
+    from genrefusion.datasets.base import FOLD_GROUP_PREFIX as G
+
+    keys = [f"{G}a.0", f"{G}a.0", f"{G}a.1", f"{G}b.0", f"{G}b.1", "Someone"]
+    data = TrackData(list("uvwxyz"), np.array([0, 0, 0, 1, 1, 1]), ["a", "b"], {}, fold_keys=keys)
+    assert data.groups().tolist() == [0, 0, 2, 3, 4, 5]
+    coarse = data.subset(list("uvwxz"))  # class a in one group: fold groups cannot fold it, so they go
+    assert coarse.groups().tolist() == [0, 1, 2, 3, 4]
+    both = TrackData(list("uvw"), np.array([0, 0, 1]), ["a", "b"], {}, fold_keys=["X", "x", f"{G}b.0"])
+    assert both.groups().tolist() == [0, 0, 2]  # artists stay grouped when fold groups go
 
 
 def test_cross_fit_needs_folds_frozen_fusion_and_classical_branches(synth_gtzan, synth_store, tmp_path):

@@ -45,6 +45,9 @@ def normalize_genre(label: str) -> str:
     return GENRE_ALIASES.get(text, text)
 
 
+FOLD_GROUP_PREFIX = "fold group "  # marks a Track.fold_key that is a fold group, not an artist
+
+
 @dataclass(frozen=True)
 class Track:
     """One labelled item of a dataset; each modality it has is a field that is not None."""
@@ -56,6 +59,14 @@ class Track:
     lyrics: str | None = None
     image_path: Path | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # where the artist is unknown, tracks that likely share one (GTZAN: a run of consecutive ids): inner folds
+    # (cross-fitting, grid search) keep a group together. Not a leak check: splits go by ``artist`` only.
+    fold_group: str | None = None
+
+    @property
+    def fold_key(self) -> str | None:
+        """What keeps this track's inner-fold group together: its artist, else its ``fold_group``, else nothing."""
+        return self.artist or (f"{FOLD_GROUP_PREFIX}{self.fold_group}" if self.fold_group else None)
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -25,6 +25,12 @@ _AUDIO_DIRS = ("audio", "genres", "genres_original", "Data/genres_original")
 _IMAGE_DIRS = ("melspec", "images_original", "Data/images_original")
 _TABLES = ("features_30_sec.csv", "Data/features_30_sec.csv")
 SPLIT_PARTS = {"train.txt": "train", "valid.txt": "valid", "test.txt": "test"}
+#: GTZAN names no artists, but keeps an artist's tracks mostly in a run of consecutive ids (Sturm 2013): each
+#: genre's ids in blocks of this many are one fold group (``Track.fold_group``), so that inner folds do not
+#: put one artist on both sides. Measured on the fault-filtered split's train and valid parts, never its test:
+#: a fusion's out-of-fold accuracy on train was 85 % in random folds and 81 % in blocks of 10, against 66 % in
+#: blocks of 25, where it matches what the same fusion scores on valid (68 %).
+ARTIST_RUN_BLOCK = 25
 
 
 def _is_gtzan_tree(folder: Path, extensions) -> bool:
@@ -67,6 +73,12 @@ def read_split_dir(folder: Path, problems: list[Problem]) -> dict[str, str]:
                 problems.append(Problem(f"published split lists {tid} in both {parts[tid]} and {part}", path=str(f)))
             parts[tid] = part
     return parts
+
+
+def _fold_group(tid: str) -> str | None:
+    """``blues.00012`` -> ``blues.0``: its genre and its block of ``ARTIST_RUN_BLOCK`` ids."""
+    m = ID_PATTERN.match(tid)
+    return f"{m['genre']}.{int(m['num']) // ARTIST_RUN_BLOCK}" if m else None
 
 
 @register_dataset("gtzan", detect=detect, priority=50,
@@ -129,7 +141,7 @@ def load_gtzan(path: Path, *, audio_dir: Path | None = None, image_dir: Path | N
         raise DatasetError("no GTZAN audio, images or feature table found", path=root)
     tracks = [
         Track(tid, rec["genre"], audio_path=rec.get("audio_path"), image_path=rec.get("image_path"),
-              extra={"features": rec["features"]} if "features" in rec else {})
+              extra={"features": rec["features"]} if "features" in rec else {}, fold_group=_fold_group(tid))
         for tid, rec in sorted(records.items())
     ]
     splits: dict[str, dict[str, str]] = {}

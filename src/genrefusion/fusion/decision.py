@@ -137,10 +137,10 @@ class StackingFusion(DecisionFusion):
     """Stacking: a logistic regression on the branches' concatenated, standardised log-probabilities;
     ``C="cv"`` (default) chooses its regularisation by inner folds of the fusion tracks.
 
-    The inner folds keep each track's windows together, but are not grouped by artist (the fusion
-    tracks carry no artists here). On GTZAN's fault-filtered split the stacker fits its 197
-    validation tracks to 95 % and scores 46 % on test, below every branch alone: tracks of one artist
-    or album on both sides of an inner fold make every C look good."""
+    The inner folds keep each track's windows together, and an artist's tracks, or a dataset's fold
+    group where it names no artists (GTZAN: runs of ids). With neither, tracks of one artist or album
+    on both sides of an inner fold make every C look good: on GTZAN's fault-filtered split, before it
+    had fold groups, the stacker fitted its 197 validation tracks to 95 % and scored 46 % on test."""
 
     def __init__(self, *, branches, n_classes: int, C: float | str = "cv", seed: int = 0):
         super().__init__(branches=branches, n_classes=n_classes)

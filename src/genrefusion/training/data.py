@@ -74,7 +74,7 @@ class TrackData:
     y: np.ndarray
     labels: list[str]
     inputs: dict[str, InputData]
-    artists: list[str | None] | None = None  # each track's artist where the dataset knows it
+    fold_keys: list[str | None] | None = None  # each track's artist or fold group (``Track.fold_key``) where known
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,18 +83,23 @@ class TrackData:
         pos = {t: i for i, t in enumerate(self.ids)}
         idx = [pos[t] for t in ids if t in pos]
         inputs = {n: replace(d, arrays=[d.arrays[i] for i in idx]) for n, d in self.inputs.items()}
-        artists = [self.artists[i] for i in idx] if self.artists is not None else None
-        return TrackData([self.ids[i] for i in idx], self.y[idx], self.labels, inputs, artists)
+        keys = [self.fold_keys[i] for i in idx] if self.fold_keys is not None else None
+        return TrackData([self.ids[i] for i in idx], self.y[idx], self.labels, inputs, keys)
 
     def groups(self) -> np.ndarray:
         """(N,) int: tracks that must stay on one side of an inner fold share a value (the position
-        of their artist's first track); a track of unknown artist is its own group, so without
-        artists this is ``arange(N)``."""
+        of the first track with their artist, or fold group where the artist is unknown); a track with
+        neither is its own group, so without them this is ``arange(N)``. Fold groups that leave a class
+        in fewer than two groups (a small dataset) are too coarse to fold: they are ignored, artists are not."""
+        from genrefusion.datasets.base import FOLD_GROUP_PREFIX
         from genrefusion.splits import normalize_artist
 
+        names = [normalize_artist(key) for key in self.fold_keys or [None] * len(self)]
+        by_group = [(c, n) for c, n in zip(self.y.tolist(), names) if n and n.startswith(FOLD_GROUP_PREFIX)]
+        if any(len({n for c2, n in by_group if c2 == c}) < 2 for c, _ in by_group):
+            names = [None if n and n.startswith(FOLD_GROUP_PREFIX) else n for n in names]
         first: dict[str, int] = {}
-        keys = [first.setdefault(a, i) if (a := normalize_artist(artist)) else i
-                for i, artist in enumerate(self.artists or [None] * len(self))]
+        keys = [first.setdefault(n, i) if n else i for i, n in enumerate(names)]
         return np.array(keys, np.int64)
 
     def check_classes(self, part: str) -> None:

@@ -101,7 +101,7 @@ def load_track_data(cfg: RunConfig, dataset: Dataset, *, store: FeatureStore | N
             spec = get_feature(cfg.inputs[n].feature)
             arrays = [np.array(a) for a in s.read(ids)]  # copies: the store's memory maps close with it
             inputs[n] = InputData(n, spec.name, spec.layout, arrays, _fps(cfg, n, spec, s.spec, arrays), dict(s.spec))
-        return TrackData(ids, y, labels, inputs, [dataset[t].artist for t in ids]), problems
+        return TrackData(ids, y, labels, inputs, [dataset[t].fold_key for t in ids]), problems
     finally:
         if own_store:
             store.close()
