@@ -453,8 +453,9 @@ def test_fold_groups_join_tracks_unless_too_coarse_to_fold():
     keys = [f"{G}a.0", f"{G}a.0", f"{G}a.1", f"{G}b.0", f"{G}b.1", "Someone"]
     data = TrackData(list("uvwxyz"), np.array([0, 0, 0, 1, 1, 1]), ["a", "b"], {}, fold_keys=keys)
     assert data.groups().tolist() == [0, 0, 2, 3, 4, 5]
-    coarse = data.subset(list("uvwxz"))  # class a in one group: fold groups cannot fold it, so they go
+    coarse = data.subset(list("uvxyz"))  # class a in one group could not be folded: its tracks leave it
     assert coarse.groups().tolist() == [0, 1, 2, 3, 4]
+    assert data.subset(list("uvwx")).groups().tolist() == [0, 0, 2, 3]  # class b alone leaves its group
     both = TrackData(list("uvw"), np.array([0, 0, 1]), ["a", "b"], {}, fold_keys=["X", "x", f"{G}b.0"])
     assert both.groups().tolist() == [0, 0, 2]  # artists stay grouped when fold groups go
 

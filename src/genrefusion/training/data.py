@@ -10,6 +10,8 @@ uses a fixed hop and aggregates window predictions to the track.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -89,15 +91,18 @@ class TrackData:
     def groups(self) -> np.ndarray:
         """(N,) int: tracks that must stay on one side of an inner fold share a value (the position
         of the first track with their artist, or fold group where the artist is unknown); a track with
-        neither is its own group, so without them this is ``arange(N)``. Fold groups that leave a class
-        in fewer than two groups (a small dataset) are too coarse to fold: they are ignored, artists are not."""
+        neither is its own group, so without them this is ``arange(N)``. A class whose tracks lie in one
+        fold group (a small part) could not be folded: its tracks leave their fold groups (not their artists)."""
         from genrefusion.datasets.base import FOLD_GROUP_PREFIX
         from genrefusion.splits import normalize_artist
 
         names = [normalize_artist(key) for key in self.fold_keys or [None] * len(self)]
-        by_group = [(c, n) for c, n in zip(self.y.tolist(), names) if n and n.startswith(FOLD_GROUP_PREFIX)]
-        if any(len({n for c2, n in by_group if c2 == c}) < 2 for c, _ in by_group):
-            names = [None if n and n.startswith(FOLD_GROUP_PREFIX) else n for n in names]
+        is_group = [bool(n) and n.startswith(FOLD_GROUP_PREFIX) for n in names]
+        groups_of = defaultdict(set)
+        for c, n, g in zip(self.y.tolist(), names, is_group):
+            if g:
+                groups_of[c].add(n)
+        names = [None if g and len(groups_of[c]) < 2 else n for c, n, g in zip(self.y.tolist(), names, is_group)]
         first: dict[str, int] = {}
         keys = [first.setdefault(n, i) if n else i for i, n in enumerate(names)]
         return np.array(keys, np.int64)
