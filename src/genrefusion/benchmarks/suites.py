@@ -151,7 +151,12 @@ GTZAN_NOTES = (f"Fusion strategies not run here: {'; '.join(f'**{k}**: {v}' for 
                "the fault-filtered validation split before any test run. The pool-layer entries read musicnn's max "
                "and mean pool layer instead (what its back end reads: 1506 values per 3 s patch, averaged over the "
                "patches); that layer, over the penultimate and over each pool alone, was chosen the same way on the "
-               "validation split, later, when the penultimate entries' test results were already published here.")
+               "validation split, later, when the penultimate entries' test results were already published here.",
+               "Inner folds (cross-fitting; the C of stacking and hierarchical fusion) keep each GTZAN fold group "
+               "together: blocks of 25 consecutive ids of a genre, since GTZAN names no artists but keeps an artist's "
+               "tracks in runs (`gtzan.ARTIST_RUN_BLOCK`). With random inner folds, a fusion's out-of-fold accuracy on "
+               "the fault-filtered train part was far above what it scored on valid (artist leakage); the entries that "
+               "use inner folds were re-run with the groups.")
 
 GTZAN_FF_REFERENCES = (("MFCC + SVM", 53.4), ("musicnn + SVM", 77.2), ("VGGish + SVM", 77.6),
                        ("Jukebox probe", 79.7), ("sample-level CNN", 82.1))
