@@ -11,7 +11,6 @@ uses a fixed hop and aggregates window predictions to the track.
 from __future__ import annotations
 
 from collections import defaultdict
-
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
