@@ -39,6 +39,19 @@ def outputs(branches, seed=0, informative=("a", "b")):
     return out, torch.from_numpy(y)
 
 
+@pytest.mark.parametrize("name", sorted(n for n, s in FUSIONS.items() if not s.learns))
+def test_a_strategy_that_learns_nothing_predicts_the_same_before_and_after_fitting(name):
+    fusion = build_fusion(name, branches=TWO, n_classes=N_CLASSES)
+    outs, y = outputs(TWO)
+    as_np = {n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}
+    before = fusion.predict_proba(as_np)
+    assert np.array_equal(fusion.fit(as_np, (y.numpy() + 1) % N_CLASSES).predict_proba(as_np), before)
+
+
+def test_only_mean_product_and_vote_learn_nothing():
+    assert sorted(n for n, s in FUSIONS.items() if not s.learns) == ["mean", "product", "vote"]
+
+
 @pytest.mark.parametrize("name", sorted(FUSIONS))
 def test_fusion_contract(name):
     spec = FUSIONS[name]

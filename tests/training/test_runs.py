@@ -470,5 +470,27 @@ def test_cross_fit_needs_folds_frozen_fusion_and_classical_branches(synth_gtzan,
     with pytest.raises(ConfigError, match="at least 2 folds"):
         run(branches={"a": lr, "b": lr}, fusion={"strategy": "mean", "mode": "frozen", "cross_fit": 1}, inputs=table)
     with pytest.raises(ConfigError, match="no cross_fit"):
-        run(branches={"a": lr, "b": lr}, fusion={"strategy": "mean", "mode": "frozen", "cross_fit": 3}, inputs=table,
+        run(branches={"a": lr, "b": lr}, fusion={"strategy": "stacking", "mode": "frozen", "cross_fit": 3}, inputs=table,
             split={"fractions": {"branches": 0.4, "fusion": 0.4, "test": 0.2}}, protocol={"name": "two_stage"})
+    with pytest.raises(ConfigError, match="'mean' learns nothing"):
+        run(branches={"a": lr, "b": lr}, fusion={"strategy": "mean", "mode": "frozen", "cross_fit": 3}, inputs=table)
+
+
+@pytest.mark.parametrize("strategy, holds_out", [("mean", False), ("product", False), ("vote", False),
+                                                 ("weighted_mean", True)])
+def test_a_fusion_that_learns_nothing_trains_classical_branches_on_the_validation_tracks_too(
+        synth_gtzan, synth_store, tmp_path, monkeypatch, strategy, holds_out):
+    fitted_on, reads = _track_fits(monkeypatch)
+    cfg = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}},
+                      branches={"lr": {"model": "logreg", "inputs": ["table"]},
+                                "svm": {"model": "svm", "inputs": ["table"]}},
+                      fusion={"strategy": strategy, "mode": "frozen"})
+    train_run(cfg, tmp_path / "run", log=lambda m: None)
+    split = _split(tmp_path / "run")
+    train = {t for t, p in split.items() if p == "train"}
+    assert ("valid" in split.values()) == holds_out
+    assert list(fitted_on.values()) == [train, train]  # each branch fitted once, on every training track
+    if holds_out:  # weighted mean learns its weights from the validation tracks' outputs
+        assert [set(read) for read, _ in reads] == [{t for t, p in split.items() if p == "valid"}]
+    p, _ = _bundle_matches(cfg, tmp_path / "run")
+    assert np.allclose(p.sum(1), 1.0)

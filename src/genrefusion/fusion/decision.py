@@ -32,6 +32,11 @@ class DecisionFusion:
     def __init__(self, *, branches, n_classes: int):
         self.names, self.n_classes = list(branches), n_classes
 
+    @classmethod
+    def learns(cls) -> bool:
+        """Whether ``fit`` learns anything: true of a strategy that overrides it."""
+        return cls.fit is not DecisionFusion.fit
+
     def probs(self, outputs: Outputs) -> np.ndarray:
         """``(n_branches, N, C)`` probabilities in branch order."""
         missing = [n for n in self.names if n not in outputs]

@@ -28,6 +28,12 @@ class FusionSpec:
     description: str
     params: Mapping[str, Any]
 
+    @property
+    def learns(self) -> bool:
+        """Whether fitting learns from branch outputs (a neural head, weights, a stacker). Mean, product
+        and vote learn nothing, so they need no tracks held out from the branches."""
+        return self.kind == "neural" or self.cls.learns()
+
 
 FUSIONS: dict[str, FusionSpec] = {}
 

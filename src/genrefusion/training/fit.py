@@ -10,7 +10,8 @@ say what each name is):
   neural head or a decision-level strategy) then fitted on the branches' outputs for *other*
   tracks (``fusion_part``), so it learns how far to trust each branch on unseen music. With
   ``fusion.cross_fit: k`` (classical branches) those outputs are out-of-fold ones for every
-  training track instead, and the branches are refitted on all of them.
+  training track instead, and the branches are refitted on all of them. Mean, product and vote learn
+  nothing, so over classical branches they need neither: those branches train on every training track.
 """
 
 from __future__ import annotations
@@ -203,6 +204,9 @@ def validate_config(cfg: RunConfig) -> None:
         if cfg.fusion.cross_fit < 2 or cfg.fusion.mode != "frozen" or neural:
             raise ConfigError(f"fusion.cross_fit: {cfg.fusion.cross_fit} needs at least 2 folds, fusion.mode: frozen and "
                               f"classical branches only (it refits every branch once per fold; neural: {neural})")
+        if not fspec.learns:
+            raise ConfigError(f"fusion.cross_fit: {cfg.fusion.strategy!r} learns nothing from branch outputs, so there is "
+                              f"nothing to cross-fit; without cross_fit its classical branches train on every training track")
     _check_train_keys(cfg.fusion.train, "fusion.train")
     if cfg.fusion.train and (cfg.fusion.mode != "frozen" or fspec.kind != "neural"):
         raise ConfigError(f"fusion.train sets the training of a neural head fitted on frozen branches; {cfg.fusion.strategy!r} "
@@ -314,7 +318,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
     """Train what ``cfg`` describes on ``train`` (early stopping on ``valid``).
 
     Frozen fusion is fitted on ``fusion_part`` (default: ``valid``), tracks the branches never trained on;
-    cross-fitted (``fusion.cross_fit``), on out-of-fold outputs of ``train``.
+    cross-fitted (``fusion.cross_fit``), on out-of-fold outputs of ``train``; one that learns nothing (mean,
+    product, vote) needs neither.
     """
     validate_config(cfg)
     train.check_classes("train")
@@ -351,6 +356,8 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
             outs, idx = _out_of_fold_outputs(cfg, branch_cfg, train, windowing, log)
         else:
             part = fusion_part if fusion_part is not None else valid
+            if (part is None or not len(part)) and not get_fusion(cfg.fusion.strategy).learns:
+                part = train  # nothing to fit: these outputs only give the fusion its branches' widths
             if part is None or not len(part):
                 raise ConfigError("frozen fusion needs tracks the branches did not train on (a valid or fusion part)")
             if len(np.unique(part.y)) < 2:

@@ -121,12 +121,14 @@ def evaluate(fitted: Fitted, data: TrackData, how: str, top_k: int) -> tuple[dic
 
 def uses_validation(cfg: RunConfig) -> bool:
     """Whether a model needs validation tracks: neural branches stop early on them, and frozen fusion
-    without a fusion part is fitted on them. A lone classical branch does not, nor a cross-fitted
-    fusion of classical branches (its fusion learns from out-of-fold outputs of the training tracks)."""
+    without a fusion part is fitted on them. A lone classical branch does not, nor a fusion of classical
+    branches that is cross-fitted (it learns from out-of-fold outputs of the training tracks) or learns
+    nothing (mean, product, vote): their branches train on the validation tracks too."""
+    from genrefusion.fusion.registry import get_fusion
     from genrefusion.models.registry import get_branch
 
     neural = any(get_branch(b.model).family == "neural" for b in cfg.branches.values())
-    return neural or (cfg.fusion is not None and not cfg.fusion.cross_fit)
+    return neural or (cfg.fusion is not None and not cfg.fusion.cross_fit and get_fusion(cfg.fusion.strategy).learns)
 
 
 def _check_windows(split: Split, ds: Dataset, parts: dict[str, TrackData], windowing: Windowing) -> None:
