@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -92,6 +93,21 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
             run(**{"resume": True, **bad})
     assert not any("kept from" in m for m in run(resume=True, seeds=2))  # one seed's results are not two seeds'
     assert not any("kept from" in m for m in run(resume=True, quick=True))  # a quick run never keeps full-mode results
+
+
+def test_an_entry_added_before_kept_ones_leaves_their_run_folders_alone(synth_gtzan, synth_store, tmp_path,  # noqa: F811
+                                                                          monkeypatch):
+    base = {"data": {"path": synth_gtzan.name, "workers": 0}, "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}},
+            "inputs": {"table": {"feature": "table_row"}}, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}
+    report = tmp_path / "docs" / "BENCHMARKS.md"
+    for entries in ((Entry("first", base),), (Entry("added", base), Entry("first", base))):
+        monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", entries))
+        benchmark(["synth"], data_root=str(synth_gtzan.parent), out=report, runs_dir=tmp_path / "runs", quick=False, seeds=1,
+                  store=str(synth_store), resume=True, log=lambda m: None)
+    added, first = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"]
+    assert added["run_dir"] != first["run_dir"]
+    assert " first\n" in (tmp_path / "runs" / "synth" / first["run_dir"].rsplit("/", 1)[1] / "config.yaml").read_text()
+    assert re.fullmatch(r"fusion-mean-a-b-[0-9a-f]{6}", run_mod.entry_dir_name("fusion: mean (a, b)"))
 
 
 def test_provenance_lines_of_earlier_results_files_are_read_back():

@@ -8,6 +8,7 @@ entry's protocol (published split, repeated splits or artist-grouped folds) deci
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -26,6 +27,14 @@ from genrefusion.config import config_from_dict
 from genrefusion.errors import ConfigError
 from genrefusion.evaluation.report import _pyplot
 from genrefusion.file_lock import exclusive
+
+
+def entry_dir_name(label: str) -> str:
+    """An entry's run folder: its label's first words and a hash of the whole label. Named by label, not
+    position, because ``--resume`` keeps earlier entries' runs (the best one's confusion matrix is read
+    from its folder), and an entry added before them must not write over those folders."""
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:48].rstrip("-")
+    return f"{slug}-{hashlib.sha1(label.encode()).hexdigest()[:6]}"
 
 
 @dataclass
@@ -73,14 +82,14 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
         return SuiteResult(suite, list(results), time.perf_counter() - t0, partial, list(kept_from or []),
                            sum(e.label in keep for e in suite.entries[:len(results)]))
 
-    for i, entry in enumerate(suite.entries):
+    for entry in suite.entries:
         if entry.label in keep:
             log(f"[{suite.name}] {entry.label}: kept from the earlier run")
             results.append(keep[entry.label])
             continue
-        run_dir = out_dir / suite.name / f"{i:02d}"
+        run_dir = out_dir / suite.name / entry_dir_name(entry.label)
         cfg_dict = entry_config(entry, data_root=data_root, quick=quick, seeds=seeds)
-        cfg_dict["name"] = f"{suite.name}/{i:02d} {entry.label}"
+        cfg_dict["name"] = f"{suite.name}/{run_dir.name} {entry.label}"
         cfg_dict["data"]["store"] = store
         log(f"[{suite.name}] {entry.label}")
         t1 = time.perf_counter()
