@@ -97,6 +97,7 @@ def _gtzan_entries(split: str) -> tuple[Entry, ...]:
     six = lambda s: frozen(s, [*five, "musicnn"])  # noqa: E731
     six_pools = lambda s: frozen(s, [*five, "musicnn_pools"])  # noqa: E731
     joint = lambda s: _gtzan(split, ["lite0", "mlp"], {"strategy": s, "mode": "joint"})  # noqa: E731
+    classical_pools = ["musicnn_pools", "gbm", "logreg"]
     # cheap entries first: a run stopped part-way (or resumed in pieces) has already reported them
     return (
         Entry("MLP on 57 features", _gtzan(split, ["mlp"])),
@@ -126,8 +127,14 @@ def _gtzan_entries(split: str) -> tuple[Entry, ...]:
         Entry("musicnn (MSD) max and mean pool layer (the back end's input, 1506), read back, + logistic regression",
               _gtzan(split, ["musicnn_pools"])),
         Entry("fusion: weighted mean, cross-fitted (musicnn pool-layer LR, GBM, LR, on train + valid)",
-              _gtzan(split, ["musicnn_pools", "gbm", "logreg"],
-                     {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
+              _gtzan(split, classical_pools, {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
+        # the same three under the other decision strategies, their branches on train + valid too: mean, product
+        # and vote learn nothing, and stacking learns from out-of-fold outputs. Not hierarchical: a classical
+        # branch's embedding is its log-probabilities, so over these three it is the same model as stacking
+        *(Entry(f"fusion: {s} (musicnn pool-layer LR, GBM, LR, on train + valid)",
+                _gtzan(split, classical_pools, {"strategy": s, "mode": "frozen"})) for s in ("mean", "product", "vote")),
+        Entry("fusion: stacking, cross-fitted (musicnn pool-layer LR, GBM, LR, on train + valid)",
+              _gtzan(split, classical_pools, {"strategy": "stacking", "mode": "frozen", "cross_fit": 5})),
         *(Entry(f"fusion: {s.replace('_', ' ')} (the five + musicnn pool-layer LR)", six_pools(s))
           for s in ("mean", "weighted_mean", "product", "vote", "stacking", "hierarchical")),
         Entry("fusion: feature-level, joint (Lite0 + MLP)", joint("feature")),
@@ -232,6 +239,10 @@ register_suite(Suite(
               _emotify({**PRETRAINED, **SUMMARY}, {**{n: {"model": "svm", "inputs": [n]} for n in PRETRAINED},
                                                    "gbm": {"model": "gbm", "inputs": ["summary"]}},
                        {"strategy": "stacking", "mode": "frozen", "cross_fit": 5})),
+        # mean, product and vote learn nothing, so their branches train on all 320 training tracks as well
+        *(Entry(f"fusion: {s} (an SVM on each of the four pretrained embeddings)",
+                _emotify(PRETRAINED, {n: {"model": "svm", "inputs": [n]} for n in PRETRAINED}, {"strategy": s, "mode": "frozen"}))
+          for s in ("mean", "product", "vote")),
         Entry("musicnn (MSD) max and mean pool layer (the back end's input, 1506) + logistic regression",
               _emotify({"msd_musicnn_pools": POOL_LAYER["msd_musicnn_pools"]},
                        {"logreg": {"model": "logreg", "inputs": ["msd_musicnn_pools"], "args": {"C": 0.1}}})),
