@@ -394,7 +394,9 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
         if (assets / f"{s.name}-best-confusion.png").exists():
             lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix over all test tracks:", "",
                       f"![confusion](benchmarks/{s.name}-best-confusion.png)", ""]
-    lines += [f"- {n}" for n in s.notes] + ([""] if s.notes else [])
+    notes = [*([f"Fusion strategies not run here: {'; '.join(f'**{k}**: {v}' for k, v in s.not_fused.items())}."]
+               if s.not_fused else []), *s.notes]
+    lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     lines += [f"Suite wall time: {res.seconds / 60:.1f} min.", ""]
     return lines
 
