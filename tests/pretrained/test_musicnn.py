@@ -65,6 +65,18 @@ def test_features_match_the_patch_front_end():
     np.testing.assert_allclose(mel[:, :187].T, mn.log_mel_patches(y, sr=SR)[0], rtol=1e-6)
 
 
+def test_patch_sequence_is_each_patchs_features_in_order_then_zero_rows():
+    y = np.concatenate([tone(220, 3.1), noise(3.1)])
+    out = mn.run_patches("msd-musicnn", mn.log_mel_patches(y, sr=SR))
+    seq = get_feature("musicnn_patches").fn(y, sr=SR, max_patches=4)
+    assert seq.shape == (4, 200) and seq.dtype == np.float32 and get_feature("musicnn_patches").layout == "sequence"
+    np.testing.assert_allclose(seq[:2], out["penultimate"], atol=1e-6)
+    assert not seq[2:].any() and seq[:2].any(axis=1).all()  # padding is what the sequence branches mask out
+    assert get_feature("musicnn_patches").fn(y, sr=SR, max_patches=1, layer="max_mean_pool").shape == (1, 1506)
+    with pytest.raises(FeatureError, match="max_patches must be at least 1"):
+        get_feature("musicnn_patches").fn(y, sr=SR, max_patches=0)
+
+
 def test_max_mean_pool_layer_is_what_the_back_end_reads_and_layers_are_checked():
     y = tone(330, 6.2) + 0.3 * noise(6.2)
     patches = mn.log_mel_patches(y, sr=SR)

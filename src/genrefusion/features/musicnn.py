@@ -56,6 +56,21 @@ def musicnn_embedding(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", poo
     return _pooled(model, _mn().log_mel_patches(y, sr=sr), pool=pool, layer=layer)
 
 
+@register_feature("musicnn_patches", input="audio", layout="sequence",
+                  shape="(max_patches, D), D as musicnn_embedding's with one pool; zero rows past the track's end")
+def musicnn_patches(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", layer: str = "penultimate",
+                    max_patches: int = 10) -> np.ndarray:
+    """One layer's musicnn features of the track's first ``max_patches`` 3 s patches, in order (for sequence
+    models and co-attention; 10 patches cover 30 s)."""
+    _check(model, layer=layer)
+    if max_patches < 1:
+        raise FeatureError(f"musicnn_patches: max_patches must be at least 1, got {max_patches}")
+    out = _mn().run_patches(model, _mn().log_mel_patches(y, sr=sr), layers=(layer,))[layer][:max_patches]
+    seq = np.zeros((max_patches, out.shape[1]), np.float32)
+    seq[:len(out)] = out
+    return seq
+
+
 @register_feature("musicnn_tags", input="audio", shape="(50,) tag probabilities", layout="vector")
 def musicnn_tags(y: np.ndarray, *, sr: int, model: str = "msd-musicnn") -> np.ndarray:
     """The 50 tag probabilities (MSD or MagnaTagATune tags), averaged over the track's patches."""
