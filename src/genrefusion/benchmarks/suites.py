@@ -74,9 +74,9 @@ GTZAN_BRANCHES = {
     "logreg": {"model": "logreg", "inputs": ["table"], "args": {"C": 0.1}},
     "musicnn": {"model": "logreg", "inputs": ["musicnn"], "args": {"C": 0.1}},
     "musicnn_pools": {"model": "logreg", "inputs": ["musicnn_pools"], "args": {"C": 0.1}},
-    # early fusion: the MLP above, reading the table and musicnn's pool layer side by side
-    "table_and_pools": {"model": "mlp", "inputs": ["table", "musicnn_pools"], "args": {"width": 128, "depth": 2, "dropout": 0.5}},
 }
+# early fusion: the table's MLP, reading the table and musicnn's pool layer side by side
+GTZAN_BRANCHES["table_and_pools"] = {**GTZAN_BRANCHES["mlp"], "inputs": ["table", "musicnn_pools"]}
 #: feature-extraction processes of the audio and image suites: this machine's two cores (GTZAN's 999 PNGs
 #: through musicnn take ~20 min in one)
 EXTRACT_WORKERS = 2
@@ -219,7 +219,8 @@ POOL_LAYER = {f"{m.replace('-', '_')}_pools": {"feature": "musicnn_embedding", "
 VGG = {n: PRETRAINED[n] for n in ("msd_vgg", "mtt_vgg")}
 #: an MLP on each pretrained embedding: neural branches, so that the strategies that train their branches end to
 #: end (joint), or learn from their embeddings (hierarchical), run over the pretrained embeddings too
-EMBEDDING_MLPS = {n: {"model": "mlp", "inputs": [n], "args": {"width": 128, "depth": 1, "dropout": 0.3}} for n in PRETRAINED}
+EMBEDDING_MLP = {"model": "mlp", "args": {"width": 128, "depth": 1, "dropout": 0.3}}
+EMBEDDING_MLPS = {n: {**EMBEDDING_MLP, "inputs": [n]} for n in PRETRAINED}
 MLP_TRAIN = {"epochs": 60, "lr": 0.003, "patience": 15}  # the Mendeley recipes' schedule for MLPs on small tables
 #: musicnn (MSD) and VGG (MTT): of the four networks, the two that share neither architecture nor training data
 PATCH_SEQUENCES = {f"{m.replace('-', '_')}_patches": {"feature": "musicnn_patches", "params": {"model": m}}
@@ -266,7 +267,7 @@ register_suite(Suite(
                                                **{n: {"model": "svm", "inputs": [n]} for n in VGG}},
                        {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
         Entry("MLP on the four pretrained embeddings side by side (early)",
-              _emotify(PRETRAINED, {"mlp": {**EMBEDDING_MLPS["msd_musicnn"], "inputs": list(PRETRAINED)}},
+              _emotify(PRETRAINED, {"mlp": {**EMBEDDING_MLP, "inputs": list(PRETRAINED)}},
                        {"strategy": "early", "mode": "joint"}, MLP_TRAIN)),
         *(Entry(f"fusion: {label}, joint (an MLP on each of the four pretrained embeddings)",
                 _emotify(PRETRAINED, EMBEDDING_MLPS, {"strategy": s, "mode": "joint"}, MLP_TRAIN))
