@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -41,9 +43,17 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
     acc = results["suites"]["synth"]["entries"][0]["accuracy"]
     assert len(acc["values"]) == 2  # two seeds on the fixed split
     assert "| train s |" in text.replace(" | wall s", "")  # the recorded training time of each entry
+    entry = results["suites"]["synth"]["entries"][0]  # its confusion matrix over both seeds' test tracks
+    metrics = json.loads((Path(entry["run_dir"]) / "metrics.json").read_text())
+    assert entry["confusion"]["labels"] == metrics["labels"]
+    assert sum(map(sum, entry["confusion"]["counts"])) == sum(e["n_test"] for e in metrics["evaluations"]) > 0
+    assert "![confusion](benchmarks/synth-best-confusion.png)" in text
 
-    # Another suite run later joins the file; the first keeps its results and the line naming its command.
+    # Another suite run later joins the file; the first keeps its results and the line naming its command, and its
+    # plots are drawn again from results.json alone (its run folders may be gone).
     first_line = next(line for line in text.splitlines() if line.startswith("Results of `"))
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "docs" / "benchmarks" / "synth-best-confusion.png").unlink()
     monkeypatch.setitem(SUITES, "synth2", Suite("synth2", "Synthetic again", "holdout", suite.entries[:1]))
     text = benchmark(["synth2"], data_root=str(synth_gtzan.parent), out=tmp_path / "docs" / "BENCHMARKS.md",
                      runs_dir=tmp_path / "runs2", quick=True, store=str(synth_store), log=lambda m: None).read_text()
@@ -53,6 +63,7 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
     assert "quick mode" in next(s for s in sections if s.startswith("Synthetic again")).lower()
     assert "quick mode" not in next(s for s in sections if s.startswith("Synthetic (")).lower()
     assert "which ran `synth2`" in text
+    assert (tmp_path / "docs" / "benchmarks" / "synth-best-confusion.png").is_file()
 
 
 def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_store, tmp_path, monkeypatch):  # noqa: F811

@@ -25,14 +25,14 @@ from genrefusion import __version__
 from genrefusion.benchmarks.suites import Suite, entry_config, get_suite
 from genrefusion.config import config_from_dict
 from genrefusion.errors import ConfigError
-from genrefusion.evaluation.report import _pyplot
+from genrefusion.evaluation.report import _pyplot, plot_confusion
 from genrefusion.file_lock import exclusive
 
 
 def entry_dir_name(label: str) -> str:
     """An entry's run folder: its label's first words and a hash of the whole label. Named by label, not
-    position, because ``--resume`` keeps earlier entries' runs (the best one's confusion matrix is read
-    from its folder), and an entry added before them must not write over those folders."""
+    position, because ``--resume`` keeps earlier entries' runs (their configs, models and predictions), and an
+    entry added before them must not write over those folders."""
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:48].rstrip("-")
     return f"{slug}-{hashlib.sha1(label.encode()).hexdigest()[:6]}"
 
@@ -49,6 +49,9 @@ class EntryResult:
     error: str = ""
     extra: dict = field(default_factory=dict)  # suite-specific cells
     stopped: str = ""  # the command was stopped during this entry: what it had finished, e.g. "6 of 10 repeats"
+    # the test tracks' confusion matrix over all its evaluations: {"labels": [...], "counts": [[true x predicted]]}
+    # (None in results.json files written before it was stored)
+    confusion: dict | None = None
 
 
 @dataclass
@@ -104,7 +107,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
             m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,
                           log=lambda msg: log(f"  {msg}")).metrics
             extra = suite.after_run(entry, run_dir, data_root, lambda msg: log(f"  {msg}")) if suite.after_run else {}
-            results.append(measured(m["summary"], extra))
+            results.append(measured(m["summary"], extra, confusion=_confusion(m)))
         except RunStopped as stop:
             if stop.finished:
                 log(f"  stopped: reporting the {stop.progress} it finished")
@@ -123,6 +126,15 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
     return so_far(partial=False)
 
 
+def _confusion(metrics: dict) -> dict:
+    """A run's test confusion matrix summed over its evaluations (seeds, repeats, folds), from its metrics."""
+    counts = [[0] * len(metrics["labels"]) for _ in metrics["labels"]]
+    for e in metrics["evaluations"]:
+        for row, add in zip(counts, e["track"]["confusion"]):
+            row[:] = [a + b for a, b in zip(row, add)]
+    return {"labels": list(metrics["labels"]), "counts": counts}
+
+
 def _pct(d: dict | None) -> str:
     if not d:
         return "—"
@@ -130,20 +142,29 @@ def _pct(d: dict | None) -> str:
 
 
 def plot_suite(res: SuiteResult, path: Path) -> Path:
-    """Accuracy bars (mean ± std) with the published figures as reference lines."""
+    """Accuracy bars (mean ± std, value at the bar's end) and, below them, the published figures as bars of
+    their own with a dotted line across the entries, so that every figure is labelled and none overlap."""
+    import textwrap
+
     plt = _pyplot()
     ok = [e for e in res.entries if e.ok]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(ok), 3) + 1.2))
-    ys = range(len(ok))
-    ax.barh(list(ys), [100 * e.accuracy["mean"] for e in ok], xerr=[100 * e.accuracy["std"] for e in ok],
-            color="#4c72b0", alpha=0.85)
-    ax.set_yticks(list(ys), [e.label + (f" (stopped: {e.stopped})" if e.stopped else "") for e in ok], fontsize=8)
-    ax.invert_yaxis()
-    for label, value in res.suite.references:
-        ax.axvline(value, color="#c44e52", ls="--", lw=1)
-        ax.text(value, -0.6, f" {label} {value:.1f}", rotation=90, va="top", fontsize=7, color="#c44e52")
+    refs = list(res.suite.references)
+    rows = [(e.label + (f" (stopped: {e.stopped})" if e.stopped else ""), 100 * e.accuracy["mean"],
+             100 * e.accuracy["std"]) for e in ok] + [(f"published: {label}", value, 0.0) for label, value in refs]
+    fig, ax = plt.subplots(figsize=(10, 0.42 * max(len(rows), 3) + 1.2))
+    ys = list(range(len(rows)))
+    colours = ["#4c72b0"] * len(ok) + ["#c44e52"] * len(refs)
+    ax.barh(ys, [r[1] for r in rows], xerr=[r[2] for r in rows], color=colours, alpha=0.85,
+            error_kw={"lw": 1})
+    for y, (_, mean, std) in zip(ys, rows):
+        ax.text(min(mean + std, 100) + 1, y, f"{mean:.1f}", va="center", fontsize=7)
+    ax.set_yticks(ys, [textwrap.fill(r[0], 70) for r in rows], fontsize=7)
+    ax.set_ylim(len(rows) - 0.4, -0.6)  # top to bottom, in the table's order
+    for _, value in refs:
+        ax.axvline(value, color="#c44e52", ls=":", lw=0.8, alpha=0.6)
     ax.set_xlabel("test accuracy, tracks (%)")
-    ax.set_xlim(0, 100)
+    ax.set_xlim(0, 108)
+    ax.set_xticks(range(0, 101, 20))
     ax.set_title(res.suite.title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -300,8 +321,6 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
 
 def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, quick: bool, wall_s: float,
                      argv: list[str], speed, seeds: int) -> Path:
-    import shutil
-
     from genrefusion.benchmarks.suites import SUITES
 
     stored = load_results(assets / RESULTS_FILE)
@@ -310,10 +329,6 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
     for res in results:
         if _ran_nothing_new(res, stored["suites"].get(res.suite.name)):
             continue  # the section stays as the commands that ran its entries left it, under their names
-        best = _best(res)
-        cm = Path(best.run_dir) / "confusion.png" if best else None
-        if cm is not None and cm.exists():
-            shutil.copy(cm, assets / f"{res.suite.name}-best-confusion.png")
         ran.append(res.suite.name)
         stored["suites"][res.suite.name] = {"provenance": here.__dict__, "seconds": res.seconds, "partial": res.partial,
                                             "kept_from": res.kept_from, "kept": res.kept,
@@ -390,10 +405,14 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
         plot = plot_suite(res, assets / f"{s.name}-accuracy.png")
         lines += [f"![{s.title}: accuracy](benchmarks/{plot.name})", ""]
     best = _best(res)
-    if best is not None:
-        if (assets / f"{s.name}-best-confusion.png").exists():
-            lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix over all test tracks:", "",
-                      f"![confusion](benchmarks/{s.name}-best-confusion.png)", ""]
+    if best is not None and best.confusion is not None:
+        cm = plot_confusion(best.confusion["counts"], best.confusion["labels"], assets / f"{s.name}-best-confusion.png",
+                            title=f"{best.label}: test tracks")
+        lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix over all test tracks:", "",
+                  f"![confusion](benchmarks/{cm.name})", ""]
+    elif best is not None:  # results.json written before confusion matrices were stored in it
+        lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix is drawn once it runs again "
+                  "(`--resume --rerun`).", ""]
     notes = [*([f"Fusion strategies not run here: {'; '.join(f'**{k}**: {v}' for k, v in s.not_fused.items())}."]
                if s.not_fused else []), *s.notes]
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -47,8 +48,8 @@ def plot_confusion(cm, labels: list[str], path: Path, title: str = "") -> Path:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
-    if title:
-        ax.set_title(title)
+    if title:  # wrapped to the figure's width (~11 characters an inch at 9 pt): a long run name is not cut off
+        ax.set_title(textwrap.fill(title, int(11 * (size + 1.5))), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -138,7 +139,8 @@ def write_report(run_dir: Path, metrics: dict, config: dict, *, problems: list[s
             model = config["branches"][name]["model"]
             lines.append(f"| {name} ({model}) | {summary_line(b)} | {summary_line(b, 'balanced_accuracy')} | "
                          f"{summary_line(b, 'macro_f1')} |")
-        lines += [f"| **fused** | {summary_line(t)} | {summary_line(t, 'balanced_accuracy')} | {summary_line(t, 'macro_f1')} |", ""]
+        lines += [f"| **fused** | {summary_line(t)} | {summary_line(t, 'balanced_accuracy')} | "
+                  f"{summary_line(t, 'macro_f1')} |", ""]
     first = metrics["evaluations"][0]["track"]
     lines += [f"Per class ({metrics['evaluations'][0]['name']}, tracks):", "",
               "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
