@@ -15,6 +15,7 @@ import platform
 import re
 import shlex
 import sys
+import textwrap
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
             m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,
                           log=lambda msg: log(f"  {msg}")).metrics
             extra = suite.after_run(entry, run_dir, data_root, lambda msg: log(f"  {msg}")) if suite.after_run else {}
-            results.append(measured(m["summary"], extra, confusion=_confusion(m)))
+            results.append(measured(m["summary"], extra, confusion={"labels": m["labels"], "counts": m["confusion"]}))
         except RunStopped as stop:
             if stop.finished:
                 log(f"  stopped: reporting the {stop.progress} it finished")
@@ -126,15 +127,6 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
     return so_far(partial=False)
 
 
-def _confusion(metrics: dict) -> dict:
-    """A run's test confusion matrix summed over its evaluations (seeds, repeats, folds), from its metrics."""
-    counts = [[0] * len(metrics["labels"]) for _ in metrics["labels"]]
-    for e in metrics["evaluations"]:
-        for row, add in zip(counts, e["track"]["confusion"]):
-            row[:] = [a + b for a, b in zip(row, add)]
-    return {"labels": list(metrics["labels"]), "counts": counts}
-
-
 def _pct(d: dict | None) -> str:
     if not d:
         return "—"
@@ -144,8 +136,6 @@ def _pct(d: dict | None) -> str:
 def plot_suite(res: SuiteResult, path: Path) -> Path:
     """Accuracy bars (mean ± std, value at the bar's end) and, below them, the published figures as bars of
     their own with a dotted line across the entries, so that every figure is labelled and none overlap."""
-    import textwrap
-
     plt = _pyplot()
     ok = [e for e in res.entries if e.ok]
     refs = list(res.suite.references)

@@ -71,12 +71,14 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
         + ", ".join(f"{n} {d.example_shape(windowing.window_s)}" for n, d in data.inputs.items())
         + f", windows of {windowing.window_s:.2f} s")
     evaluations = protocol(cfg, ds, data, windowing, run_dir, log)
+    cm = np.sum([e.track["confusion"] for e in evaluations], axis=0)
     metrics = {
         "name": cfg.name, "data": cfg.data.path, "protocol": cfg.protocol.name, "model": describe_model(cfg),
         "labels": data.labels, "n_tracks": len(data),
         "windowing": {"window_s": windowing.window_s, "hop_s": windowing.hop_s,
                       "timed": any(d.timed for d in data.inputs.values())},
         "summary": summarize(evaluations),
+        "confusion": cm.tolist(),  # test tracks, true x predicted, summed over the evaluations
         "evaluations": [{"name": e.name, "n_test": len(e.test_ids), "track": e.track, "window": e.window,
                          "training": {k: {"best_epoch": r.best_epoch, "best_valid_accuracy": r.best_accuracy,
                                           "epochs_run": len(r.history), "stopped_early": r.stopped_early,
@@ -89,7 +91,6 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
         if key in evaluations[0].extra:
             metrics[key] = evaluations[0].extra[key]
     first = evaluations[0]
-    cm = np.sum([e.track["confusion"] for e in evaluations], axis=0)
     write_confusion_csv(cm.tolist(), data.labels, run_dir / "confusion.csv")
     plots = {"confusion matrix (test tracks, all evaluations)": plot_confusion(
         cm, data.labels, run_dir / "confusion.png", title=f"{cfg.name}: test tracks").name}
