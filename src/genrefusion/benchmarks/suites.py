@@ -217,6 +217,7 @@ PRETRAINED = {m.replace("-", "_"): {"feature": "musicnn_embedding", "params": {"
 POOL_LAYER = {f"{m.replace('-', '_')}_pools": {"feature": "musicnn_embedding", "params": {"model": m, "layer": "max_mean_pool"}}
               for m in ("msd-musicnn", "mtt-musicnn")}
 VGG = {n: PRETRAINED[n] for n in ("msd_vgg", "mtt_vgg")}
+EMBEDDING_SVMS = {n: {"model": "svm", "inputs": [n]} for n in PRETRAINED}  # an SVM on each pretrained embedding
 #: an MLP on each pretrained embedding: neural branches, so that the strategies that train their branches end to
 #: end (joint), or learn from their embeddings (hierarchical), run over the pretrained embeddings too
 EMBEDDING_MLP = {"model": "mlp", "args": {"width": 128, "depth": 1, "dropout": 0.3}}
@@ -244,27 +245,27 @@ register_suite(Suite(
         Entry("SVM on the four pretrained embeddings, concatenated (musicnn and VGG; MSD and MTT)",
               _emotify(PRETRAINED, {"svm": {"model": "svm", "inputs": list(PRETRAINED)}})),
         Entry("fusion: weighted mean (an SVM on each of the four pretrained embeddings)",
-              _emotify(PRETRAINED, {n: {"model": "svm", "inputs": [n]} for n in PRETRAINED},
+              _emotify(PRETRAINED, EMBEDDING_SVMS,
                        {"strategy": "weighted_mean", "mode": "frozen"})),
         # cross-fitted: the fusion learns from out-of-fold outputs of all 320 training tracks, and the branches
         # train on all of them, where a held-out fusion part costs the branches 44 tracks
         Entry("fusion: weighted mean, cross-fitted (an SVM on each of the four pretrained embeddings)",
-              _emotify(PRETRAINED, {n: {"model": "svm", "inputs": [n]} for n in PRETRAINED},
+              _emotify(PRETRAINED, EMBEDDING_SVMS,
                        {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
         Entry("fusion: stacking, cross-fitted (an SVM on each of the four pretrained embeddings, summary GBM)",
-              _emotify({**PRETRAINED, **SUMMARY}, {**{n: {"model": "svm", "inputs": [n]} for n in PRETRAINED},
+              _emotify({**PRETRAINED, **SUMMARY}, {**EMBEDDING_SVMS,
                                                    "gbm": {"model": "gbm", "inputs": ["summary"]}},
                        {"strategy": "stacking", "mode": "frozen", "cross_fit": 5})),
         # mean, product and vote learn nothing, so their branches train on all 320 training tracks as well
         *(Entry(f"fusion: {s} (an SVM on each of the four pretrained embeddings)",
-                _emotify(PRETRAINED, {n: {"model": "svm", "inputs": [n]} for n in PRETRAINED}, {"strategy": s, "mode": "frozen"}))
+                _emotify(PRETRAINED, EMBEDDING_SVMS, {"strategy": s, "mode": "frozen"}))
           for s in ("mean", "product", "vote")),
         Entry("musicnn (MSD) max and mean pool layer (the back end's input, 1506) + logistic regression",
               _emotify({"msd_musicnn_pools": POOL_LAYER["msd_musicnn_pools"]},
                        {"logreg": {"model": "logreg", "inputs": ["msd_musicnn_pools"], "args": {"C": 0.1}}})),
         Entry("fusion: weighted mean, cross-fitted (LR on musicnn's pool layer, MSD and MTT; SVM on VGG, MSD and MTT)",
               _emotify({**POOL_LAYER, **VGG}, {**{n: {"model": "logreg", "inputs": [n], "args": {"C": 0.1}} for n in POOL_LAYER},
-                                               **{n: {"model": "svm", "inputs": [n]} for n in VGG}},
+                                               **{n: EMBEDDING_SVMS[n] for n in VGG}},
                        {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
         Entry("MLP on the four pretrained embeddings side by side (early)",
               _emotify(PRETRAINED, {"mlp": {**EMBEDDING_MLP, "inputs": list(PRETRAINED)}},

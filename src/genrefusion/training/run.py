@@ -91,7 +91,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
         if key in evaluations[0].extra:
             metrics[key] = evaluations[0].extra[key]
     first = evaluations[0]
-    write_confusion_csv(cm.tolist(), data.labels, run_dir / "confusion.csv")
+    write_confusion_csv(metrics["confusion"], data.labels, run_dir / "confusion.csv")
     plots = {"confusion matrix (test tracks, all evaluations)": plot_confusion(
         cm, data.labels, run_dir / "confusion.png", title=f"{cfg.name}: test tracks").name}
     hist = plot_history({k: r.history for k, r in first.fitted.training.items()}, run_dir / "training.png")
