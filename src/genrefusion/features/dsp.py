@@ -109,8 +109,16 @@ def _shared(y: np.ndarray, key: tuple, compute: Callable[[], np.ndarray]) -> np.
     cache = shared[1]
     if key not in cache:
         cache[key] = compute()
-        cache[key].flags.writeable = False  # several features read it
+        for a in cache[key].values() if isinstance(cache[key], dict) else (cache[key],):
+            a.flags.writeable = False  # several features read it
     return cache[key]
+
+
+def shared(y: np.ndarray, key: tuple, compute: Callable[[], np.ndarray | dict[str, np.ndarray]]):
+    """``compute()`` (an array, or a dict of arrays), done once per ``key`` for this very ``y`` inside a
+    :func:`shared_spectra` block (read-only), and every time outside one. For work that several features of
+    one signal share beyond its spectrograms, e.g. one pass of a pretrained network whose layers they read."""
+    return _shared(y, key, compute)
 
 
 _STFT_CHUNK = 64  # frames per FFT call

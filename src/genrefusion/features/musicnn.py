@@ -6,6 +6,8 @@ PyTorch. Each 3 s patch of a track gets its own features; a track's vector pools
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from genrefusion.errors import FeatureError
@@ -42,18 +44,39 @@ EMBEDDING_SHAPE = ("(D,) or (2D,) for pool meanmax; D by layer: penultimate 200 
                    "max_pool, mean_pool 753; max_mean_pool 1506; tags 50")
 
 
-def _pooled(model: str, patches: np.ndarray, *, pool: str, layer: str) -> np.ndarray:
-    """One ``layer`` of each musicnn input patch ``(n_patches, 187, 96)``, pooled over the patches."""
-    out = _mn().run_patches(model, patches, layers=(layer,))[layer]
-    return np.ascontiguousarray(POOLS[pool](out), dtype=np.float32)
+def _layers(model: str) -> tuple[str, ...]:
+    return spec.VECTOR_LAYERS[spec.MODELS[model][1]]
+
+
+def network_outputs(x: np.ndarray, key: tuple, model: str, patches: Callable[[], np.ndarray]) -> dict[str, np.ndarray]:
+    """Every vector layer of ``model`` for each input patch ``(n_patches, D)``, from one forward pass per patch,
+    shared by all the features of signal (or image) ``x`` inside its ``dsp.shared_spectra`` block: a model's
+    tags, embeddings and pool layers then cost one pass. ``key``: what else decides the patches."""
+    _check(model)
+    return dsp.shared(x, ("musicnn", model, *key), lambda: _mn().run_patches(model, patches(), layers=_layers(model)))
+
+
+def _audio_outputs(y: np.ndarray, sr: int, model: str, patches: int) -> dict[str, np.ndarray]:
+    return network_outputs(y, ("audio", sr, patches), model, lambda: _mn().log_mel_patches(y, sr=sr, patches=patches))
+
+
+def _pooled(outputs: dict[str, np.ndarray], *, pool: str, layer: str) -> np.ndarray:
+    return np.ascontiguousarray(POOLS[pool](outputs[layer]), dtype=np.float32)
+
+
+def _check_patches(patches: int) -> None:
+    if not isinstance(patches, int) or isinstance(patches, bool) or patches < 0:
+        raise FeatureError(f"musicnn patches must be a whole number >= 0 (0: every 3 s patch), got {patches!r}")
 
 
 @register_feature("musicnn_embedding", input="audio", shape=EMBEDDING_SHAPE, layout="vector")
 def musicnn_embedding(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", pool: str = "mean",
-                      layer: str = "penultimate") -> np.ndarray:
-    """One layer's musicnn features of each 3 s patch (``spec.VECTOR_LAYERS``), pooled over the track."""
+                      layer: str = "penultimate", patches: int = 0) -> np.ndarray:
+    """One layer's musicnn features of each 3 s patch (``spec.VECTOR_LAYERS``), pooled over the track;
+    ``patches`` > 0 reads only that many patches, spread over the signal (0: all)."""
     _check(model, pool, layer)
-    return _pooled(model, _mn().log_mel_patches(y, sr=sr), pool=pool, layer=layer)
+    _check_patches(patches)
+    return _pooled(_audio_outputs(y, sr, model, patches), pool=pool, layer=layer)
 
 
 @register_feature("musicnn_patches", input="audio", layout="sequence",
@@ -65,17 +88,19 @@ def musicnn_patches(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", layer
     _check(model, layer=layer)
     if max_patches < 1:
         raise FeatureError(f"musicnn_patches: max_patches must be at least 1, got {max_patches}")
-    out = _mn().run_patches(model, _mn().log_mel_patches(y, sr=sr), layers=(layer,))[layer][:max_patches]
+    out = _audio_outputs(y, sr, model, 0)[layer][:max_patches]
     seq = np.zeros((max_patches, out.shape[1]), np.float32)
     seq[:len(out)] = out
     return seq
 
 
 @register_feature("musicnn_tags", input="audio", shape="(50,) tag probabilities", layout="vector")
-def musicnn_tags(y: np.ndarray, *, sr: int, model: str = "msd-musicnn") -> np.ndarray:
-    """The 50 tag probabilities (MSD or MagnaTagATune tags), averaged over the track's patches."""
+def musicnn_tags(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", patches: int = 0) -> np.ndarray:
+    """The 50 tag probabilities (MSD or MagnaTagATune tags), averaged over the track's patches (``patches``
+    as in :func:`musicnn_embedding`)."""
     _check(model)
-    return np.ascontiguousarray(_mn().run_patches(model, _mn().log_mel_patches(y, sr=sr))["tags"].mean(0), dtype=np.float32)
+    _check_patches(patches)
+    return _pooled(_audio_outputs(y, sr, model, patches), pool="mean", layer="tags")
 
 
 @register_feature("musicnn_mel", input="audio", shape="(96, n_frames) at 62.5 frames/s (16 kHz, hop 256)",
@@ -87,13 +112,7 @@ def musicnn_mel(y: np.ndarray, *, sr: int, hop_length: int = spec.HOP) -> np.nda
     """
     if hop_length != spec.HOP:
         raise FeatureError(f"musicnn_mel: hop_length is fixed at {spec.HOP} by the pretrained models")
-    import librosa
-
-    from genrefusion.audio import resample
-
-    x = resample(np.asarray(y, np.float32), orig_sr=sr, target_sr=spec.SR)
-    mel = librosa.feature.melspectrogram(y=x, sr=spec.SR, hop_length=spec.HOP, n_fft=spec.N_FFT, n_mels=spec.N_MELS)
-    return np.ascontiguousarray(np.log10(10000.0 * mel.astype(np.float32) + 1.0))
+    return np.ascontiguousarray(_mn().log_mel(y, sr=sr).T)
 
 
 #: The peak level (dB: ``10 log10`` of the loudest cell of musicnn's mel power) given to spectrograms read
@@ -123,21 +142,49 @@ def musicnn_mel_from_image(img: np.ndarray, *, n_frames: int = GTZAN_IMAGE_FRAME
 
 @register_feature("musicnn_embedding_from_image", input="image", layout="vector", shape=EMBEDDING_SHAPE)
 def musicnn_embedding_from_image(img: np.ndarray, *, model: str = "msd-musicnn", pool: str = "mean",
-                                 layer: str = "penultimate", peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
+                                 layer: str = "penultimate", peak_db: float = IMAGE_PEAK_DB, patches: int = 0) -> np.ndarray:
     """:func:`musicnn_embedding` of a GTZAN mel image's 3 s patches, read back (:func:`musicnn_mel_from_image`)."""
-    return _embed_image(img, model=model, pool=pool, layer=layer, peak_db=peak_db, n_frames=GTZAN_IMAGE_FRAMES)
+    return _embed_image(img, img, model=model, pool=pool, layer=layer, peak_db=peak_db, n_frames=GTZAN_IMAGE_FRAMES,
+                        patches=patches)
+
+
+@register_feature("musicnn_tags_from_image", input="image", layout="vector", shape="(50,) tag probabilities")
+def musicnn_tags_from_image(img: np.ndarray, *, model: str = "msd-musicnn", peak_db: float = IMAGE_PEAK_DB,
+                            patches: int = 0) -> np.ndarray:
+    """:func:`musicnn_tags` of a GTZAN mel image's 3 s patches, read back (:func:`musicnn_mel_from_image`)."""
+    return _embed_image(img, img, model=model, pool="mean", layer="tags", peak_db=peak_db, n_frames=GTZAN_IMAGE_FRAMES,
+                        patches=patches)
 
 
 @register_feature("musicnn_embedding_via_mel_image", input="audio", layout="vector", shape=EMBEDDING_SHAPE)
 def musicnn_embedding_via_mel_image(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", pool: str = "mean",
-                                    layer: str = "penultimate", peak_db: float = IMAGE_PEAK_DB) -> np.ndarray:
+                                    layer: str = "penultimate", peak_db: float = IMAGE_PEAK_DB,
+                                    patches: int = 0) -> np.ndarray:
     """:func:`musicnn_embedding_from_image` of the signal's own GTZAN mel image: what a model trained on the
     PNGs' embeddings expects from audio (musicnn on the audio itself differs: the picture blurs time)."""
-    return _embed_image(mel_image(y, sr=sr), model=model, pool=pool, layer=layer, peak_db=peak_db,
-                        n_frames=1 + y.size // GTZAN_IMAGE_HOP)
+    return _embed_image(y, lambda: mel_image(y, sr=sr), model=model, pool=pool, layer=layer, peak_db=peak_db,
+                        n_frames=1 + y.size // GTZAN_IMAGE_HOP, patches=patches, sr=sr)
 
 
-def _embed_image(img: np.ndarray, *, model: str, pool: str, layer: str, peak_db: float, n_frames: int) -> np.ndarray:
+@register_feature("musicnn_tags_via_mel_image", input="audio", layout="vector", shape="(50,) tag probabilities")
+def musicnn_tags_via_mel_image(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", peak_db: float = IMAGE_PEAK_DB,
+                               patches: int = 0) -> np.ndarray:
+    """:func:`musicnn_tags_from_image` of the signal's own GTZAN mel image (as
+    :func:`musicnn_embedding_via_mel_image`)."""
+    return _embed_image(y, lambda: mel_image(y, sr=sr), model=model, pool="mean", layer="tags", peak_db=peak_db,
+                        n_frames=1 + y.size // GTZAN_IMAGE_HOP, patches=patches, sr=sr)
+
+
+def _embed_image(x: np.ndarray, img: np.ndarray | Callable[[], np.ndarray], *, model: str, pool: str, layer: str,
+                 peak_db: float, n_frames: int, patches: int, sr: int | None = None) -> np.ndarray:
+    """``layer`` of the patches read back from a mel image, pooled; ``x``: the image, or the signal it is drawn
+    from (``img`` then draws it), which the network's outputs are shared by."""
     _check(model, pool, layer)
-    rep = musicnn_mel_from_image(img, n_frames=n_frames, peak_db=peak_db)
-    return _pooled(model, _mn().cut_patches(rep.T), pool=pool, layer=layer)
+    _check_patches(patches)
+
+    def read_back() -> np.ndarray:
+        picture = img() if callable(img) else img
+        return _mn().cut_patches(musicnn_mel_from_image(picture, n_frames=n_frames, peak_db=peak_db).T, patches=patches)
+
+    outputs = network_outputs(x, ("image", sr, n_frames, float(peak_db), patches), model, read_back)
+    return _pooled(outputs, pool=pool, layer=layer)

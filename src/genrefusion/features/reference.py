@@ -1,6 +1,7 @@
-"""The GTZAN features computed the plain way, with librosa and matplotlib, as they were before
+"""The GTZAN and musicnn features computed the plain way, with librosa and matplotlib, as they were before
 :mod:`genrefusion.features.dsp`: the reference that the tests hold dsp to, and the speed suite's
-naive baseline. Nothing in prediction or training calls these."""
+naive baseline (musicnn as its own extractor runs it: librosa's mel, every patch, one batch, one layer per
+feature). Nothing in prediction or training calls these."""
 
 from __future__ import annotations
 
@@ -42,5 +43,31 @@ def librosa_mel_image(y: np.ndarray, *, sr: int, n_mels: int = 128, renderer: st
     return idx[np.ix_(rows, cols)]
 
 
+def _librosa_musicnn(y: np.ndarray, sr: int, model: str, layer: str) -> np.ndarray:
+    """One musicnn layer of every 3 s patch, from librosa's mel spectrogram, all patches in one batch."""
+    import librosa
+
+    from genrefusion.pretrained import musicnn as mn
+
+    x = librosa.resample(np.asarray(y, np.float32), orig_sr=sr, target_sr=mn.SR)
+    mel = librosa.feature.melspectrogram(y=x, sr=mn.SR, hop_length=mn.HOP, n_fft=mn.N_FFT, n_mels=mn.N_MELS).T
+    patches = mn.cut_patches(np.log10(10000.0 * mel + 1.0))
+    return mn.run_patches(model, patches, batch=len(patches), layers=(layer,))[layer]
+
+
+def librosa_musicnn_tags(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", patches: int = 0) -> np.ndarray:
+    """``musicnn_tags`` the plain way (every patch, whatever ``patches`` says)."""
+    return _librosa_musicnn(y, sr, model, "tags").mean(0).astype(np.float32)
+
+
+def librosa_musicnn_embedding(y: np.ndarray, *, sr: int, model: str = "msd-musicnn", pool: str = "mean",
+                              layer: str = "penultimate", patches: int = 0) -> np.ndarray:
+    """``musicnn_embedding`` the plain way (every patch, whatever ``patches`` says; its own network pass)."""
+    from genrefusion.features.musicnn import POOLS
+
+    return POOLS[pool](_librosa_musicnn(y, sr, model, layer)).astype(np.float32)
+
+
 #: feature name -> its plain librosa computation
-REFERENCES = {"summary_gtzan": librosa_summary_gtzan, "mel_image": librosa_mel_image}
+REFERENCES = {"summary_gtzan": librosa_summary_gtzan, "mel_image": librosa_mel_image,
+              "musicnn_tags": librosa_musicnn_tags, "musicnn_embedding": librosa_musicnn_embedding}

@@ -3,11 +3,14 @@ models. Importable without torch (the features that only need these numbers load
 
 from __future__ import annotations
 
+import numpy as np
+
 SR = 16000
 N_FFT = 512
 HOP = 256
 N_MELS = 96
 PATCH_FRAMES = 187  # 3 s
+PATCH_SECONDS = PATCH_FRAMES * HOP / SR  # 2.992 s: one patch's stretch of the signal
 BN_EPS = 1e-3
 
 MTT_LABELS = ['guitar', 'classical', 'slow', 'techno', 'strings', 'drums', 'electronic', 'rock', 'fast', 'piano',
@@ -37,3 +40,11 @@ VECTOR_LAYERS = {
     "musicnn": ("tags", "penultimate", "max_pool", "mean_pool", "max_mean_pool"),
     "vgg": ("tags", "penultimate"),
 }
+
+
+def patch_indices(n: int, k: int) -> np.ndarray:
+    """Which of ``n`` patches to read when reading ``k``: the middle patch of each of ``k`` equal stretches of
+    the signal (``k`` = 0 or ``k >= n``: all of them, in order)."""
+    if k <= 0 or k >= n:
+        return np.arange(n)
+    return np.unique(np.floor((np.arange(k) + 0.5) * n / k).astype(int))
