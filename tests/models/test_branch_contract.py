@@ -35,9 +35,10 @@ TINY = {
     "efficientnet_lite0": {"pretrained": True, "dropout": 0.0, "drop_path": 0.0},
     "tfidf": {"min_df": 1},
     "sequence_encoder": {"hidden": 16, "dropout": 0.0},
+    "tag_prior": {"labels": ["rock", "pop", "alternative"], "sources": ["msd-musicnn"], "learn": True, "strength": 0.001},
 }
 #: Branches whose pretrained input has a fixed size.
-SHAPE_OF = {"musicnn": (1, 96, 187)}
+SHAPE_OF = {"musicnn": (1, 96, 187), "tag_prior": (50,)}
 #: A frozen network under a linear head learns faster with a larger step, and has no batch-norm
 #: statistics to settle (so it may stop as soon as the loss is low).
 LR = {"musicnn": 5e-2}
@@ -94,6 +95,10 @@ def test_branch_contract(name):
         clone = pickle.loads(pickle.dumps(model))
         assert torch.equal(clone(x)["logits"], out["logits"])
         assert (out["logits"].argmax(1) == y).all(), "a classical branch must fit 12 separable examples"
+        arrays = model.arrays()
+        if arrays is not None:  # its array form (what a bundle keeps) rebuilds the same model
+            rebuilt, _ = _build(name)
+            assert torch.equal(rebuilt.load_arrays(arrays)(x)["logits"], out["logits"])
         return
     out = model(x)
     assert out["embedding"].shape == (len(y), model.embedding_dim)

@@ -52,6 +52,16 @@ class DecisionFusion:
     def predict_proba(self, outputs: Outputs) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def arrays(self) -> dict[str, np.ndarray] | None:
+        """What ``fit`` learned as named arrays (nothing, for a strategy that learns nothing), which
+        :meth:`load_arrays` restores on a fusion built with the same arguments; None where it has no such form."""
+        return None if self.learns() else {}
+
+    def load_arrays(self, arrays) -> "DecisionFusion":
+        if self.arrays() is None:  # pragma: no cover - save_bundle pickles these
+            raise ModelError(f"{self.fusion_name} fusion has no array form")
+        return self
+
 
 @register_fusion("mean", kind="decision")
 class MeanFusion(DecisionFusion):
@@ -87,6 +97,13 @@ class WeightedMeanFusion(DecisionFusion):
 
     def predict_proba(self, outputs):
         return np.tensordot(self.weights, self.probs(outputs), 1)
+
+    def arrays(self):
+        return {"weights": self.weights}
+
+    def load_arrays(self, arrays):
+        self.weights = np.asarray(arrays["weights"], np.float64)
+        return self
 
 
 @register_fusion("product", kind="decision")

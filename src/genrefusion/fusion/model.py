@@ -168,14 +168,18 @@ class FusionModel(nn.Module):
 
     def branch_outputs(self, x: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
         z = {n: stage(x[n]) for n, stage in self.stages.items()}
-        out = {}
-        for name, branch in self.branches.items():
-            names = self.branch_inputs[name]
-            arg = {i: z[i] for i in names} if self.multi[name] else combine([z[i] for i in names], self.layouts[name])
-            if self.channels_last[name]:
-                arg = {i: _channels_last(t) for i, t in arg.items()} if self.multi[name] else _channels_last(arg)
-            out[name] = branch(arg)
-        return out
+        return {name: self._branch(name, z) for name in self.branches}
+
+    def run_branch(self, name: str, x: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Branch ``name`` alone on a batch (its inputs' stages, then the branch)."""
+        return self._branch(name, {i: self.stages[i](x[i]) for i in self.branch_inputs[name]})
+
+    def _branch(self, name: str, z: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        names = self.branch_inputs[name]
+        arg = {i: z[i] for i in names} if self.multi[name] else combine([z[i] for i in names], self.layouts[name])
+        if self.channels_last[name]:
+            arg = {i: _channels_last(t) for i, t in arg.items()} if self.multi[name] else _channels_last(arg)
+        return self.branches[name](arg)
 
     def forward(self, x: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         outs = self.branch_outputs(x)
@@ -225,13 +229,15 @@ class FrozenFusion:
 
     @torch.no_grad()
     def branch_outputs(self, x: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-        out = {}
-        for name, b in self.branches.items():
-            if hasattr(b, "prepare"):  # classical: fitted on vectors
-                out[name] = b(b.prepare([x[i] for i in self.branch_inputs[name]]))
-            else:  # a one-branch network (a FusionModel, or its ONNX stand-in)
-                out[name] = _in_eval_mode(b)(x)["branches"][name]
-        return out
+        return {name: self.run_branch(name, x) for name in self.branches}
+
+    @torch.no_grad()
+    def run_branch(self, name: str, x: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Branch ``name`` alone on a batch."""
+        b = self.branches[name]
+        if hasattr(b, "prepare"):  # classical: fitted on vectors
+            return b(b.prepare([x[i] for i in self.branch_inputs[name]]))
+        return _in_eval_mode(b)(x)["branches"][name]  # a one-branch network (a FusionModel, or its ONNX stand-in)
 
     @torch.no_grad()
     def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
