@@ -34,6 +34,20 @@ class DataConfig:
     workers: int = 1  # extraction worker processes
     exclude: list[str] = field(default_factory=list)  # track ids never used (e.g. held-out audio clips)
     genres: list[str] = field(default_factory=list)  # keep only these genres; empty: all
+    # more labelled collections trained on beside ``path`` (e.g. Emotify beside GTZAN's clips)
+    collections: list[CollectionConfig] = field(default_factory=list)
+
+
+@dataclass
+class CollectionConfig:
+    """Another labelled collection whose tracks join the run's (``data.collections``): its own folder, read
+    with the run's inputs. Track ids must differ from every other collection's."""
+
+    path: str = ""  # dataset folder, manifest or table
+    kind: str | None = None  # dataset kind; detected when None
+    exclude: list[str] = field(default_factory=list)  # track ids never used
+    genres: list[str] = field(default_factory=list)  # keep only these genres; empty: all
+    part: str = "train"  # the part its tracks join in a published or file split (random splits split them too)
 
 
 @dataclass
@@ -141,6 +155,13 @@ class EvalConfig:
     # Predicting on audio of any length: features are computed on segments of this many seconds
     # (the training clips' length), and their windows are aggregated to the file.
     segment_s: float = 30.0
+    # Parameters that prediction from audio gives every input feature that takes them, over the training ones,
+    # e.g. {patches: 2}: musicnn reads two 3 s patches per segment instead of all ten (faster, coarser)
+    predict_params: dict[str, Any] = field(default_factory=dict)
+    # Prediction says "too short" below this many seconds of audio (None: genrefusion's default, one 3 s patch)
+    min_seconds: float | None = None
+    # Prediction says "not sure" when the best genre's probability is below this (None: genrefusion's default)
+    sure_probability: float | None = None
 
 
 @dataclass
@@ -156,6 +177,9 @@ class ProtocolConfig:
     folds: int = 3
     grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted config key -> candidate values
     seeds: list[int] = field(default_factory=list)  # extra seeds for holdout (mean +- std); empty: train.seed
+    # after the evaluations, train once more on every track (no test part) and save that model as the run's
+    # bundle: the evaluations estimate how well it does, the bundle learns from all the data
+    refit: bool = False
 
 
 @dataclass

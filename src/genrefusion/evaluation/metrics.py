@@ -48,8 +48,26 @@ def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     return m
 
 
+#: bins of the top probability for the expected calibration error
+ECE_BINS = 10
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, *, bins: int = ECE_BINS) -> float:
+    """ECE: over ``bins`` equal-width bins of the top probability, the track-weighted mean of
+    |accuracy - mean top probability| (0: the probabilities say how often the answer is right)."""
+    y, proba = np.asarray(y), np.asarray(proba, np.float64)
+    if not len(y):
+        return 0.0
+    conf = proba.max(1)
+    right = proba.argmax(1) == y
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(sum(abs(right[which == b].mean() - conf[which == b].mean()) * np.mean(which == b)
+                     for b in range(bins) if np.any(which == b)))
+
+
 def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: list[str], *, top_k: int = 3) -> dict:
-    """Accuracy, balanced accuracy, macro-F1, top-k accuracy, per-class P/R/F1 and the confusion matrix."""
+    """Accuracy, balanced accuracy, macro-F1, top-k accuracy, expected calibration error, per-class P/R/F1 and
+    the confusion matrix."""
     y = np.asarray(y)
     n = len(labels)
     pred = proba.argmax(1)
@@ -68,6 +86,7 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: list[str], 
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         f"top{k}_accuracy": float((topk == y[:, None]).any(1).mean()) if len(y) else 0.0,
+        "ece": expected_calibration_error(y, proba),
         "per_class": {labels[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                                   "support": int(support[i])} for i in range(n)},
         "confusion": cm.tolist(),
@@ -75,7 +94,7 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: list[str], 
     }
 
 
-SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
 
 
 def mean_std(results: list[dict], keys: Sequence[str] = SUMMARY_KEYS) -> dict:

@@ -84,14 +84,18 @@ def input_meta(cfg: RunConfig, data: TrackData, windowing: Windowing) -> dict[st
 
 
 def audio_source(cfg: RunConfig, name: str, stored_spec: dict) -> dict | None:
-    """``{"feature", "params", "sr"}`` that computes input ``name`` from a signal, or None."""
+    """``{"feature", "params", "sr"}`` that computes input ``name`` from a signal, or None; ``eval.predict_params``
+    set where the feature takes them."""
     inp = cfg.inputs[name]
     if get_feature(inp.feature).input == "audio":
-        return {"feature": inp.feature, "params": dict(stored_spec.get("params", {})), "sr": cfg.data.sr}
-    if inp.audio_feature:
-        return {"feature": inp.audio_feature, "params": get_feature(inp.audio_feature).resolve(inp.audio_params),
-                "sr": cfg.data.sr}
-    return None
+        feature, params = inp.feature, dict(stored_spec.get("params", {}))
+    elif inp.audio_feature:
+        feature, params = inp.audio_feature, get_feature(inp.audio_feature).resolve(inp.audio_params)
+    else:
+        return None
+    takes = get_feature(feature).params
+    return {"feature": feature, "params": {**params, **{k: v for k, v in cfg.eval.predict_params.items() if k in takes}},
+            "sr": cfg.data.sr}
 
 
 def predict_windows(model, data: TrackData, windowing: Windowing, *, windows=None, branches: bool = False):
@@ -175,6 +179,14 @@ def validate_config(cfg: RunConfig) -> None:
         raise ConfigError("the config has no branches")
     if cfg.eval.aggregate not in AGGREGATORS:
         raise ConfigError(f"eval.aggregate must be one of {sorted(AGGREGATORS)}, got {cfg.eval.aggregate!r}")
+    if cfg.eval.predict_params:
+        from genrefusion.features.registry import FEATURES
+
+        names = {f for i in cfg.inputs.values() for f in (i.feature, i.audio_feature) if f}
+        taken = {k for f in names if f in FEATURES for k in FEATURES[f].params}
+        unused = sorted(set(cfg.eval.predict_params) - taken)
+        if unused:
+            raise ConfigError(f"eval.predict_params {unused}: no input's feature takes them")
     if cfg.train.schedule not in ("cosine", "constant"):
         raise ConfigError(f"train.schedule must be 'cosine' or 'constant', got {cfg.train.schedule!r}")
     for name, b in cfg.branches.items():
@@ -186,6 +198,8 @@ def validate_config(cfg: RunConfig) -> None:
             check_args(b.model, spec.params, b.args, "branch", ModelError)
         except ModelError as err:
             raise ConfigError(f"branches.{name}: {err}") from None
+        if "labels" in spec.params and "labels" in b.args:
+            raise ConfigError(f"branches.{name}.args.labels: {b.model!r} is given the run's labels; remove it")
         _check_layouts(cfg, name, spec)
         _check_train_keys(b.train, f"branches.{name}.train")
     if cfg.fusion is None:
@@ -379,10 +393,14 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
 
 
 def _fit_classical(b: dict, data: TrackData, n_classes: int):
-    """A classical branch (``b``: its model, inputs and args) fitted on every track of ``data``."""
-    x = get_branch(b["model"]).cls.prepare([data.inputs[i].arrays for i in b["inputs"]])
+    """A classical branch (``b``: its model, inputs and args) fitted on every track of ``data``; a branch that
+    takes ``labels`` (e.g. the tag table's) is given the run's."""
+    spec = get_branch(b["model"])
+    x = spec.cls.prepare([data.inputs[i].arrays for i in b["inputs"]])
     shape = (x.shape[1],) if isinstance(x, np.ndarray) else (0,)  # texts have no fixed width
-    return build_branch(b["model"], n_classes=n_classes, in_shape=shape, **b["args"]).fit(x, data.y)
+    labels = {"labels": list(data.labels)} if "labels" in spec.params else {}
+    return build_branch(b["model"], n_classes=n_classes, in_shape=shape, **b["args"], **labels).fit(
+        x, data.y, groups=data.groups())
 
 
 def _frozen(branches: dict, branch_cfg: dict, n_classes: int, **fusion) -> FrozenFusion:

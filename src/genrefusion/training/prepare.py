@@ -4,6 +4,7 @@ store (a no-op where current), and read them back as :class:`~genrefusion.traini
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +20,47 @@ from genrefusion.training.data import InputData, TrackData
 
 
 def open_run_dataset(cfg: RunConfig) -> Dataset:
-    """The config's dataset, less excluded tracks and genres not asked for."""
+    """The config's dataset, less excluded tracks and genres not asked for, with the tracks of
+    ``data.collections`` joined to it (see :func:`join_collections`)."""
     if not cfg.data.path:
         raise ConfigError("data.path is empty: name a dataset folder, manifest or table")
-    ds = open_dataset(Path(cfg.data.path), kind=cfg.data.kind)
-    keep = [t.track_id for t in ds.tracks if t.track_id not in set(cfg.data.exclude)
-            and (not cfg.data.genres or t.genre in cfg.data.genres)]
-    unknown = sorted(set(cfg.data.genres) - set(ds.genres))
+    ds = _open_filtered(cfg.data.path, cfg.data.kind, cfg.data.exclude, cfg.data.genres, "data")
+    if not cfg.data.collections:
+        return ds
+    others = [(_open_filtered(c.path, c.kind, c.exclude, c.genres, f"data.collections[{i}]"), c.part)
+              for i, c in enumerate(cfg.data.collections)]
+    return join_collections(ds, others)
+
+
+def _open_filtered(path: str, kind: str | None, exclude: list[str], genres: list[str], where: str) -> Dataset:
+    if not path:
+        raise ConfigError(f"{where}.path is empty: name a dataset folder, manifest or table")
+    ds = open_dataset(Path(path), kind=kind)
+    unknown = sorted(set(genres) - set(ds.genres))
     if unknown:
-        raise ConfigError(f"data.genres names genres the dataset does not have: {unknown}; it has {ds.genres}")
+        raise ConfigError(f"{where}.genres names genres the dataset does not have: {unknown}; it has {ds.genres}")
+    keep = [t.track_id for t in ds.tracks if t.track_id not in set(exclude) and (not genres or t.genre in genres)]
     return ds.subset(keep) if len(keep) != len(ds) else ds
+
+
+def join_collections(first: Dataset, others: list[tuple[Dataset, str]]) -> Dataset:
+    """One dataset of several collections' tracks (ids must differ), named after all of them. A published
+    split of ``first`` keeps its parts, and each other collection's tracks join it as their ``part``."""
+    tracks = list(first.tracks)
+    seen = {t.track_id: first.name for t in tracks}
+    splits = {name: dict(parts) for name, parts in first.published_splits.items()}
+    for ds, part in others:
+        clash = [t.track_id for t in ds.tracks if t.track_id in seen]
+        if clash:
+            raise ConfigError(f"collections {seen[clash[0]]!r} and {ds.name!r} share track ids, e.g. {clash[:3]}: "
+                              "a track must be one collection's")
+        seen.update({t.track_id: ds.name for t in ds.tracks})
+        tracks += ds.tracks
+        for parts in splits.values():
+            parts.update({t.track_id: part for t in ds.tracks})
+    return replace(first, name="+".join([first.name, *(ds.name for ds, _ in others)]), kind="collections",
+                   tracks=tuple(tracks), published_splits=splits,
+                   problems=[p for ds in [first, *(d for d, _ in others)] for p in ds.problems])
 
 
 def check_inputs(cfg: RunConfig) -> None:
@@ -74,18 +106,21 @@ def load_track_data(cfg: RunConfig, dataset: Dataset, *, store: FeatureStore | N
     own_store = store is None
     store = store or FeatureStore(cfg.data.store)
     try:
-        groups: dict[tuple, list[str]] = defaultdict(list)  # one extract call per feature parameter set
+        groups: dict[tuple, list[str]] = defaultdict(list)  # inputs of one feature parameter set
         for name, inp in cfg.inputs.items():
             groups[(inp.feature, repr(sorted(get_feature(inp.feature).resolve(inp.params).items())))].append(name)
         keys: dict[str, str] = {}
-        for names in groups.values():
-            inp = cfg.inputs[names[0]]
-            report = extract(dataset, store, ExtractConfig(features=[inp.feature], params={inp.feature: dict(inp.params)},
-                                                           sr=cfg.data.sr, duration=cfg.data.duration,
-                                                           workers=cfg.data.workers), on_progress=on_progress)
+        for round_ in _extract_rounds(groups):
+            # one pass over the tracks per round: each track is decoded once and its features share their work
+            # (spectrograms; a pretrained network's pass, whose tags and embeddings are different features)
+            params = {cfg.inputs[names[0]].feature: dict(cfg.inputs[names[0]].params) for names in round_}
+            report = extract(dataset, store, ExtractConfig(features=list(params), params=params, sr=cfg.data.sr,
+                                                           duration=cfg.data.duration, workers=cfg.data.workers),
+                             on_progress=on_progress)
             problems += [f"{f.track_id}: {f.feature}: {f.reason}" for f in report.failures]
-            for n in names:
-                keys[n] = report.features[inp.feature]
+            for names in round_:
+                for n in names:
+                    keys[n] = report.features[cfg.inputs[n].feature]
         stored = {n: store.feature(k) for n, k in keys.items()}
         have = set.intersection(*(set(s.ids()) for s in stored.values()))
         ids = [t.track_id for t in dataset.tracks if t.track_id in have]
@@ -105,6 +140,18 @@ def load_track_data(cfg: RunConfig, dataset: Dataset, *, store: FeatureStore | N
     finally:
         if own_store:
             store.close()
+
+
+def _extract_rounds(groups: dict[tuple, list[str]]) -> list[list[list[str]]]:
+    """The input groups (one per feature and parameter set) in as few extraction passes as can hold them: a pass
+    computes each feature name once, so two parameter sets of one feature go to different passes."""
+    rounds: list[list[list[str]]] = []
+    for (feature, _), names in groups.items():
+        free = next((r for r in rounds if all(g[1] != feature for g in r)), None)
+        if free is None:
+            rounds.append(free := [])
+        free.append((names, feature))
+    return [[names for names, _ in r] for r in rounds]
 
 
 def _fps(cfg: RunConfig, name: str, spec, stored_spec: dict, arrays: list[np.ndarray]) -> float | None:

@@ -302,3 +302,14 @@ def cv_grid(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
     ev.extra["grid"] = table
     ev.extra["best"] = best["point"]
     return [ev]
+
+
+def refit_all(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log) -> Fitted:
+    """The run's model trained on every track (``protocol.refit``): no test part; a validation part is carved
+    as the protocols carve one where the model needs it (early stopping, a fusion that learns)."""
+    fit_ids, valid_ids = list(data.ids), []
+    if uses_validation(cfg):
+        fit_ids, valid_ids = carve(ds, fit_ids, cfg.split.valid_fraction, cfg.split.seed, cfg.split.group_by_artist)
+    log(f"refit: train {len(fit_ids)}, valid {len(valid_ids)} tracks (every track; nothing held out for a test)")
+    return fit_model(cfg, data.subset(fit_ids), data.subset(valid_ids), windowing=windowing,
+                     checkpoint_dir=run_dir / "checkpoints" / "refit", log=lambda m: log(f"refit {m}"))

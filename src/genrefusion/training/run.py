@@ -25,7 +25,7 @@ from genrefusion.evaluation.report import plot_confusion, plot_history, write_co
 from genrefusion.training.data import Windowing
 from genrefusion.training.fit import validate_config
 from genrefusion.training.prepare import check_inputs, load_track_data, open_run_dataset
-from genrefusion.training.protocols import Evaluation, get_protocol
+from genrefusion.training.protocols import Evaluation, get_protocol, refit_all
 
 
 @dataclass
@@ -91,6 +91,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
         if key in evaluations[0].extra:
             metrics[key] = evaluations[0].extra[key]
     first = evaluations[0]
+    shipped = refit_all(cfg, ds, data, windowing, run_dir, log) if cfg.protocol.refit else first.fitted
     write_confusion_csv(metrics["confusion"], data.labels, run_dir / "confusion.csv")
     plots = {"confusion matrix (test tracks, all evaluations)": plot_confusion(
         cm, data.labels, run_dir / "confusion.png", title=f"{cfg.name}: test tracks").name}
@@ -103,13 +104,20 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
         for e in evaluations:
             for tid, p in zip(e.test_ids, e.test_proba):
                 w.writerow([e.name, tid, ds[tid].genre, data.labels[int(np.argmax(p))], *[f"{x:.5f}" for x in p]])
-    save_bundle(first.fitted, run_dir / "bundle", aggregate=cfg.eval.aggregate, config=config_to_dict(cfg),
-                card={"description": " ".join(cfg.description.split()), "trained_on": cfg.data.path,
+    summary = metrics["summary"]["track"]
+    measured = {"evaluation": f"mean of {len(evaluations)} evaluation(s) ({cfg.protocol.name}); the bundle is refitted on "
+                              f"all {len(data)} tracks", "n_test_tracks": sum(len(e.test_ids) for e in evaluations),
+                "test_accuracy": summary["accuracy"]["mean"], "test_macro_f1": summary["macro_f1"]["mean"],
+                "branches_test_accuracy": {b: v["accuracy"]["mean"] for b, v in metrics["summary"]["branches"].items()}} \
+        if cfg.protocol.refit else \
+        {"evaluation": first.name, "n_test_tracks": len(first.test_ids), "test_accuracy": first.track["accuracy"],
+         "test_macro_f1": first.track["macro_f1"],
+         "branches_test_accuracy": {b: m["accuracy"] for b, m in first.track.get("branches", {}).items()}}
+    save_bundle(shipped, run_dir / "bundle", aggregate=cfg.eval.aggregate, config=config_to_dict(cfg),
+                card={"description": " ".join(cfg.description.split()),
+                      "trained_on": " + ".join([cfg.data.path, *(c.path for c in cfg.data.collections)]),
                       "split": cfg.split.published or cfg.split.file or "random", "protocol": cfg.protocol.name,
-                      "evaluation": first.name, "n_test_tracks": len(first.test_ids),
-                      "test_accuracy": first.track["accuracy"], "test_macro_f1": first.track["macro_f1"],
-                      "branches_test_accuracy": {b: m["accuracy"] for b, m in first.track.get("branches", {}).items()},
-                      "reference": cfg.reference})
+                      **measured, "reference": cfg.reference})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     write_report(run_dir, metrics, config_to_dict(cfg), problems=problems, plots=plots)
     log(f"done in {metrics['seconds']:.1f} s: test accuracy {metrics['summary']['track']['accuracy']['mean']:.4f} "
@@ -117,20 +125,29 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
     return RunSummary(run_dir, metrics)
 
 
+#: ``evaluate_run(inputs=AUDIO_PATH)``: compute every input as prediction on audio files does (the bundle's
+#: recorded audio features and parameters)
+AUDIO_PATH = "audio"
+
+
 def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: str | None = None,
-                 ids: list[str] | None = None, inputs: dict[str, str] | None = None, name: str | None = None,
-                 log: Callable[[str], None] = print) -> dict:
+                 ids: list[str] | None = None, inputs: dict[str, str] | str | None = None, name: str | None = None,
+                 shared_labels: bool = False, log: Callable[[str], None] = print) -> dict:
     """Re-evaluate a run's bundle: on the run's own test tracks, or on the tracks of another dataset
     (``ids``: only these).
 
     ``inputs`` maps an input name to another feature that yields the same array from another
     source, e.g. ``{"image": "mel_image", "table": "summary_gtzan"}`` applies a model trained on
     GTZAN's spectrogram PNGs and feature table to audio files; parameters the two features share (musicnn's
-    ``model``, ``pool`` and ``layer``) carry over, the others take the new feature's defaults. Writes ``evaluations/<name>/``
-    (metrics.json with each track's prediction, confusion matrix); returns the metrics.
+    ``model``, ``pool`` and ``layer``) carry over, the others take the new feature's defaults. ``inputs=AUDIO_PATH``
+    computes every input as ``genrefusion predict`` does, with the bundle's own audio features and parameters.
+    ``shared_labels``: for another collection, score only the labels it shares with the model (its other tracks
+    are left out, and the model's other labels' probabilities are dropped and the rest renormalised).
+    Writes ``evaluations/<name>/`` (metrics.json with each track's prediction, confusion matrix); returns the metrics.
     """
     from genrefusion.bundle import load_bundle
     from genrefusion.config import config_from_dict
+    from genrefusion.evaluation.metrics import classification_metrics
     from genrefusion.features import get_feature
     from genrefusion.splits import Split
     from genrefusion.training.protocols import evaluate
@@ -140,12 +157,20 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
     cfg = config_from_dict(meta["config"], source=str(run_dir / "bundle" / "bundle.json"))
     if data is not None:
         cfg.data.path, cfg.data.kind, cfg.data.exclude, cfg.data.genres = str(data), kind, [], []
-    for input_name, feature in (inputs or {}).items():
-        if input_name not in cfg.inputs:
-            raise ConfigError(f"the model has no input {input_name!r}; its inputs: {sorted(cfg.inputs)}")
-        shared = get_feature(feature).params.keys() & cfg.inputs[input_name].params.keys()
-        cfg.inputs[input_name].params = {k: cfg.inputs[input_name].params[k] for k in shared}
-        cfg.inputs[input_name].feature = feature
+        cfg.data.collections = []
+    if inputs == AUDIO_PATH:
+        for input_name, source in ((n, i["audio"]) for n, i in fitted.inputs.items()):
+            if not source:
+                raise ConfigError(f"input {input_name!r} cannot be computed from audio")
+            cfg.inputs[input_name].feature, cfg.inputs[input_name].params = source["feature"], dict(source["params"])
+            cfg.data.sr = source["sr"]
+    else:
+        for input_name, feature in (inputs or {}).items():
+            if input_name not in cfg.inputs:
+                raise ConfigError(f"the model has no input {input_name!r}; its inputs: {sorted(cfg.inputs)}")
+            shared = get_feature(feature).params.keys() & cfg.inputs[input_name].params.keys()
+            cfg.inputs[input_name].params = {k: cfg.inputs[input_name].params[k] for k in shared}
+            cfg.inputs[input_name].feature = feature
     ds = open_run_dataset(cfg)
     if data is None:
         split = Split.load(run_dir / "split.csv", ds)
@@ -159,15 +184,25 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
             raise ConfigError(f"input {n!r} ({d.feature}) gives examples of shape "
                               f"{d.example_shape(fitted.windowing.window_s)}; the model was trained on {want}")
     track, window, tp = evaluate(fitted, td, meta["aggregate"], cfg.eval.top_k)
+    labels = fitted.labels
+    if shared_labels:
+        keep = sorted({labels[int(c)] for c in td.y}, key=labels.index)
+        cols = [labels.index(g) for g in keep]
+        tp = tp[:, cols] / np.clip(tp[:, cols].sum(1, keepdims=True), 1e-12, None)
+        y = np.array([keep.index(labels[int(c)]) for c in td.y])
+        track = {**classification_metrics(y, tp, keep, top_k=cfg.eval.top_k), "model_labels": labels}
+        labels = keep
     name = name or ("test" if data is None else (Path(data).stem or "data"))
     out = run_dir / "evaluations" / name
     out.mkdir(parents=True, exist_ok=True)
     result = {"run": str(run_dir), "data": str(data or cfg.data.path), "n_tracks": len(td), "track": track,
               "window": window, "problems": problems,
-              "inputs": {n: d.feature for n, d in td.inputs.items()},
-              "predictions": {t: fitted.labels[int(i)] for t, i in zip(td.ids, tp.argmax(1))}}
+              "inputs": {n: {"feature": d.feature, "params": dict(cfg.inputs[n].params)} for n, d in td.inputs.items()},
+              "predictions": {t: labels[int(i)] for t, i in zip(td.ids, tp.argmax(1))},
+              "truth": {t: ds[t].genre for t in td.ids},
+              "probability": {t: float(p.max()) for t, p in zip(td.ids, tp)}}
     (out / "metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    write_confusion_csv(track["confusion"], fitted.labels, out / "confusion.csv")
-    plot_confusion(track["confusion"], fitted.labels, out / "confusion.png", title=f"{cfg.name} on {name}")
+    write_confusion_csv(track["confusion"], labels, out / "confusion.csv")
+    plot_confusion(track["confusion"], labels, out / "confusion.png", title=f"{cfg.name} on {name}")
     log(f"{len(td)} tracks: accuracy {track['accuracy']:.4f}, macro-F1 {track['macro_f1']:.4f} -> {out}")
     return result
