@@ -276,6 +276,36 @@ class ShortPolicy(str, Enum):
     ERROR = "error"  # raise AudioError
 
 
+def encode(path: str | Path, y: np.ndarray, *, sr: int, bitrate: int = 128_000) -> Path:
+    """Write a signal as a lossy file through FFmpeg (PyAV), the codec chosen by the extension (``.mp3``: LAME,
+    constant ``bitrate`` bit/s). ``y``: mono ``(n,)`` or ``(n, channels)`` float in [-1, 1]. For test material and
+    the speed suite's MP3 copies of lossless clips."""
+    import av
+
+    path = Path(path)
+    y = np.asarray(y, np.float32)
+    frames = y[:, None] if y.ndim == 1 else y
+    layout = {1: "mono", 2: "stereo"}.get(frames.shape[1])
+    if layout is None:
+        raise AudioError(f"encode takes 1 or 2 channels, got {frames.shape[1]}", path=path)
+    codec = {".mp3": "libmp3lame", ".ogg": "libvorbis", ".m4a": "aac"}.get(path.suffix.lower())
+    if codec is None:
+        raise AudioError("encode writes .mp3, .ogg or .m4a", path=path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=sr, layout=layout)
+        stream.bit_rate = bitrate
+        block = 1152 * 8
+        for start in range(0, len(frames), block):
+            chunk = np.ascontiguousarray(frames[start:start + block].T)  # planar: (channels, n)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate = sr
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
 def window_bounds(n_samples: int, *, sr: int, window_s: float, hop_s: float | None = None) -> np.ndarray:
     """Start/stop sample indices of full windows, ``(n_windows, 2)``.
 

@@ -446,43 +446,54 @@ def tags_cmd(paths: list[Path] = typer.Argument(..., help="Audio files."),
 
 
 MODEL_HELP = "A model bundle, or a run folder with bundle/ (default: the model shipped with genrefusion)."
+PROFILE_HELP = ("The shipped model's profile: fast (the default; fewer 3 s patches through one tagger) or accurate "
+                "(two taggers, more patches).")
 BACKEND_HELP = "torch, or onnx (needs `genrefusion export --onnx` on the bundle first)."
 FORMATS = ("text", "json", "jsonl", "csv")
 
 
 @model_app.command("info")
 def model_info(model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+               profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
                as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """The model card: labels, training data, protocol, measured accuracy, inputs."""
     from genrefusion.bundle import read_meta
     from genrefusion.inference.predictor import model_card, resolve_bundle
 
-    folder = resolve_bundle(model)
+    from genrefusion.inference.card import describe
+
+    folder = resolve_bundle(model, profile)
     card = model_card(folder, read_meta(folder))
     if as_json:
         print(json.dumps(card, indent=1))
         return
-    for key, value in card.items():
-        if key == "versions":
-            continue
-        text = ", ".join(value) if isinstance(value, list) else value
-        out.print(f"[bold]{key}[/]: {text}", highlight=False, soft_wrap=True)
+    for line in describe(card):
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 @model_app.command("package")
-def model_package(run: Path = typer.Argument(..., help="A run folder of the default-model recipe.")):
-    """Copy a run's bundle into the installed package as the default model (for maintainers)."""
+def model_package(run: Path = typer.Argument(..., help="A run folder of the default-model or default-model-fast recipe."),
+                  profile: str = typer.Option(..., "--profile", help="Which of the shipped profiles it becomes."),
+                  cross: Optional[Path] = typer.Option(None, "--cross", help="The benchmark results.json whose cross "
+                                                       "suite gives the card its cross-collection figures.")):
+    """Copy a run's bundle into the installed package as a profile of the default model (for maintainers)."""
     import shutil
 
     from genrefusion.bundle import read_meta
-    from genrefusion.inference.predictor import DEFAULT_BUNDLE, resolve_bundle
+    from genrefusion.inference.card import add_cross_figures
+    from genrefusion.inference.predictor import DEFAULT_ROOT, PROFILES, resolve_bundle
 
+    if profile not in PROFILES:
+        raise ConfigError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     folder = resolve_bundle(run)
     read_meta(folder)
-    if DEFAULT_BUNDLE.exists():
-        shutil.rmtree(DEFAULT_BUNDLE)
-    shutil.copytree(folder, DEFAULT_BUNDLE, ignore=shutil.ignore_patterns("onnx", "*.tmp"))
-    out.print(f"default model <- {folder} ({DEFAULT_BUNDLE})", highlight=False)
+    target = DEFAULT_ROOT / profile
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(folder, target, ignore=shutil.ignore_patterns("onnx", "*.tmp"))
+    if cross is not None:
+        add_cross_figures(target, cross)
+    out.print(f"default model, profile {profile} <- {folder}", highlight=False)
 
 
 def _bar(p: float, width: int = 30) -> str:
@@ -493,27 +504,30 @@ def _bar(p: float, width: int = 30) -> str:
 @app.command("predict")
 def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folders (recursive) or globs."),
                 model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+                profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
                 top: int = typer.Option(3, "--top", min=1, help="Genres shown per file."),
                 fmt: str = typer.Option("text", "--format", help="text (bars), json, jsonl or csv."),
                 timeline: bool = typer.Option(False, "--timeline", help="Also the genre of each window in time."),
                 workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
                 backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP)):
-    """Genres of audio files. Bad files are reported and skipped (exit code 3 if any)."""
+    """Genres of audio files ("not sure" below the model's confidence bar; "no music" for silence, "too short"
+    for clips shorter than the model needs). Bad files are reported and skipped (exit code 3 if any)."""
     import csv as csv_mod
 
-    from genrefusion.inference.predictor import Predictor, expand_paths, predict_files
+    from genrefusion.inference.predictor import STATUS_WORDS, Predictor, expand_paths, predict_files
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     files, failed = expand_paths(paths)
-    predictor = Predictor(model, backend=backend)  # fails here, once, for a bad --model
+    predictor = Predictor(model, backend=backend, profile=profile)  # fails here, once, for a bad --model
     top = min(top, len(predictor.labels))
     results = []
     writer = csv_mod.writer(sys.stdout) if fmt == "csv" else None
     if writer:
-        writer.writerow(["path", "start_s", "end_s", *[f"{k}{i}" for i in range(1, top + 1) for k in ("genre", "p")]])
+        writer.writerow(["path", "status", "start_s", "end_s",
+                         *[f"{k}{i}" for i in range(1, top + 1) for k in ("genre", "p")]])
     for path, pred, error in predict_files(files, bundle=model, workers=workers, backend=backend,
-                                            predictor=predictor):
+                                            predictor=predictor, profile=profile):
         if error is not None:
             failed.append(error)
             err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
@@ -524,19 +538,24 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
         elif fmt == "jsonl":
             print(json.dumps(d), flush=True)
         elif writer:
-            rows = [(None, None, pred.top(top))] + ([(w.start_s, w.end_s, sorted(zip(pred.labels, w.proba),
-                                                     key=lambda t: -t[1])[:top]) for w in pred.windows]
-                                                    if timeline else [])
-            for start, end, best in rows:
-                writer.writerow([path, "" if start is None else f"{start:.2f}", "" if end is None else f"{end:.2f}",
+            def ranked(proba):
+                return sorted(zip(pred.labels, proba), key=lambda t: -t[1])[:top]
+
+            rows = [(pred.status, None, None, pred.top(top))] + (
+                [(w.status, w.start_s, w.end_s, ranked(w.proba) if w.status == "ok" else []) for w in pred.windows]
+                if timeline else [])
+            for status, start, end, best in rows:
+                writer.writerow([path, status, "" if start is None else f"{start:.2f}", "" if end is None else f"{end:.2f}",
                                  *[v for g, p in best for v in (g, f"{p:.5f}")]])
         else:
-            out.print(f"[bold]{path}[/] ({d['duration_s']:.1f} s)", highlight=False, soft_wrap=True)
+            words = STATUS_WORDS[pred.status]
+            out.print(f"[bold]{path}[/] ({d['duration_s']:.1f} s)" + (f": [bold]{words}[/] ({pred.reason})" if words else ""),
+                      highlight=False, soft_wrap=True)
             for g, p in pred.top(top):
                 out.print(f"  {g:<12} {_bar(p)} {100 * p:5.1f} %", highlight=False)
             for w in d.get("timeline", []):
-                out.print(f"    {w['start_s']:7.1f}-{w['end_s']:7.1f} s  {w['genre']:<12} {100 * w['probability']:5.1f} %",
-                          highlight=False)
+                what = f"{w['genre']:<12} {100 * w['probability']:5.1f} %" if w["genre"] else STATUS_WORDS[w["status"]]
+                out.print(f"    {w['start_s']:7.1f}-{w['end_s']:7.1f} s  {what}", highlight=False)
     if fmt == "json":
         print(json.dumps(results, indent=1))
     if failed and fmt == "text":
@@ -549,6 +568,7 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
             db: Path = typer.Option(Path("genrefusion-tags.sqlite"), "--db", help="SQLite file of results; a re-run "
                                     "resumes and only processes new or changed files."),
             model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+            profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
             workers: int = typer.Option(2, "--workers", min=1, help="Worker processes."),
             backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP),
             export_to: Optional[Path] = typer.Option(None, "--export", help="Also write every result to this "
@@ -563,7 +583,8 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
     if (overwrite or dry_run) and not write_tags:
         raise ConfigError("--overwrite and --dry-run apply to --write-tags; add it")
     with LibraryDB(db) as database, _progress("tagging") as update:
-        report = tag_library(library, database, bundle=model, workers=workers, backend=backend, on_progress=update,
+        report = tag_library(library, database, bundle=model, profile=profile, workers=workers, backend=backend,
+                             on_progress=update,
                              on_error=lambda p, e: err.print(f"error: {e}", markup=False, highlight=False,
                                                              soft_wrap=True))
         out.print(f"{report.found} audio files: {report.skipped} unchanged, {report.tagged} tagged, "
@@ -584,6 +605,7 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
 def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (localhost by default)."),
               port: int = typer.Option(8000, "--port"),
               model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
+              profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
               backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP),
               max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest upload accepted."),
               timeout: float = typer.Option(60.0, "--timeout", help="Seconds a request may wait and run."),
@@ -592,7 +614,7 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
     from genrefusion.inference.predictor import Predictor
     from genrefusion.inference.service import ServiceConfig, serve
 
-    serve(Predictor(model, backend=backend), host=host, port=port,
+    serve(Predictor(model, backend=backend, profile=profile), host=host, port=port,
           config=ServiceConfig(max_upload_mb=max_upload_mb, timeout_s=timeout, concurrency=concurrency))
 
 

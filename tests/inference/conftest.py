@@ -3,7 +3,9 @@
 ``frozen_bundle``: two-stage weighted mean of a CNN on 1 s log-mel windows, an MLP and a logistic
 regression on the HPSS-free GTZAN summary, all computed from audio, with 3 s segments (the
 clips' length) so that longer files are read segment by segment. ``joint_bundle``: the CNN and
-the MLP fused end to end by a feature-level head.
+the MLP fused end to end by a feature-level head. ``tagger_bundle``: the shipped models' kind (musicnn's tags
+through the tag table, learned, fused with a logistic regression on the same network's pool layer), read at
+16 kHz in 6 s segments of which prediction reads one 3 s patch each.
 """
 
 from __future__ import annotations
@@ -35,6 +37,25 @@ def frozen_bundle(synth_gtzan, synth_store, tmp_path_factory) -> Path:  # noqa: 
                             "mlp": {"model": "mlp", "inputs": ["summary"], "args": {"width": 32}},
                             "linear": {"model": "logreg", "inputs": ["summary"]}},
                   fusion={"strategy": "weighted_mean", "mode": "frozen"})
+
+
+@pytest.fixture(scope="session")
+def tagger_bundle(synth_gtzan, synth_store, tmp_path_factory) -> Path:  # noqa: F811
+    from genrefusion.training.run import train_run
+
+    out = tmp_path_factory.mktemp("runs") / "tagger"
+    cfg = make_config(
+        synth_gtzan, synth_store, name="tagger",
+        inputs={"tags": {"feature": "musicnn_tags"},
+                "pools": {"feature": "musicnn_embedding", "params": {"layer": "max_mean_pool"}}},
+        branches={"tags": {"model": "tag_prior", "inputs": ["tags"],
+                           "args": {"sources": ["msd-musicnn"], "learn": True, "strength": 0.01}},
+                  "pools": {"model": "logreg", "inputs": ["pools"], "args": {"C": 0.1, "balanced": True}}},
+        fusion={"strategy": "product", "mode": "frozen"}, train={}, protocol={"name": "holdout", "refit": True},
+        eval={"segment_s": 6.0, "predict_params": {"patches": 1}, "sure_probability": 0.4})
+    cfg.data.sr = 16000  # musicnn's rate: decoded straight to it
+    train_run(cfg, out, log=lambda _: None)
+    return out / "bundle"
 
 
 @pytest.fixture(scope="session")

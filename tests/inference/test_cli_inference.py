@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from genrefusion.cli import main
-from genrefusion.inference.predictor import DEFAULT_BUNDLE
+from genrefusion.inference.predictor import DEFAULT_ROOT, PROFILES
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
@@ -78,13 +78,20 @@ def test_export_onnx_command(capsys, joint_bundle, tmp_path, songs):
     assert code == 0 and json.loads(out)[0]["genre"] == "metal"
 
 
-@pytest.mark.skipif(not (DEFAULT_BUNDLE / "bundle.json").is_file(), reason="the packaged default model is not built")
-def test_the_packaged_default_model_is_small_and_predicts_gtzan_genres(capsys, songs):
-    size = sum(f.stat().st_size for f in DEFAULT_BUNDLE.rglob("*") if f.is_file())
-    assert size < 50e6
-    code, out, _ = run(capsys, "model", "info", "--json")
+@pytest.mark.skipif(not all((DEFAULT_ROOT / p / "bundle.json").is_file() for p in PROFILES),
+                    reason="the packaged default model is not built")
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_packaged_default_model_is_small_has_no_pickle_and_knows_eleven_genres(capsys, songs, profile):
+    folder = DEFAULT_ROOT / profile
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size < 50e6 and not (folder / "objects.pkl").exists()
+    code, out, _ = run(capsys, "model", "info", "--json", "--profile", profile)
     card = json.loads(out)
-    assert code == 0 and len(card["labels"]) == 10 and card["split"] == "fault_filtered" and card["n_test_tracks"] == 290
-    code, out, _ = run(capsys, "predict", songs["long"], "--format", "json", "--top", "10")
+    assert code == 0 and len(card["labels"]) == 11 and "electronic" in card["labels"] and card["profile"] == profile
+    assert "/" not in json.dumps({k: v for k, v in card.items() if k not in ("trained_on", "versions")})
+    code, out, _ = run(capsys, "predict", songs["long"], "--format", "json", "--top", "11", "--profile", profile)
     result = json.loads(out)[0]
-    assert code == 0 and sum(t["probability"] for t in result["top"]) == pytest.approx(1.0, abs=1e-3)
+    assert code == 0 and result["status"] in ("ok", "not_sure")
+    assert sum(t["probability"] for t in result["top"]) == pytest.approx(1.0, abs=1e-3)
+    code, out, _ = run(capsys, "model", "info", "--profile", profile)
+    assert code == 0 and "genres (11)" in out and "did not train on" in out

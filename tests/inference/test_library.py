@@ -59,7 +59,7 @@ def test_export_to_csv_and_json(library, frozen_bundle, tmp_path):
         assert export(db, tmp_path / "out.csv") == 5 and export(db, tmp_path / "out.json") == 5
     with open(tmp_path / "out.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert {r["status"] for r in rows} == {"ok", "error"}
+    assert "error" in {r["status"] for r in rows} and {r["status"] for r in rows} <= {"ok", "not_sure", "error"}
     assert sum(json.loads(r["probabilities"]).get(r["genre"], 0) > 0 for r in rows) == 4
     assert len(json.loads((tmp_path / "out.json").read_text())) == 5
 

@@ -95,3 +95,102 @@ def test_an_mp3_is_decoded_and_predicted(predictor, songs, tmp_path):
             out.mux(packet)
     pred = predictor.predict_file(path)
     assert pred.top(1)[0][0] == "metal" and pred.duration_s == pytest.approx(3.0, abs=0.1)
+
+
+# ---- what is not music, what the model is not sure of ------------------------------------------------------------
+
+def test_silence_and_near_silence_are_no_music_not_a_genre(predictor, tmp_path):
+    from tests.conftest import SR, noise, write
+
+    silent = write(tmp_path / "silence.wav", np.zeros(30 * SR, np.float32))
+    hum = write(tmp_path / "near_silence.wav", noise(30.0) * 10 ** (-70 / 20) / 0.1)  # noise at -70 dBFS RMS
+    for path in (silent, hum):
+        pred = predictor.predict_file(path)
+        d = pred.to_dict(top_k=3, timeline=True)
+        assert pred.status == "no_music" and pred.genre is None and not pred.top(3) and not pred.proba.any()
+        assert d["status"] == "no_music" and d["genre"] is None and d["top"] == [] and "silence" in d["reason"]
+        assert all(w["status"] == "no_music" and w["genre"] is None for w in d["timeline"])
+    assert predictor.predict_file(silent).level_db == float("-inf")
+    assert -80 < predictor.predict_file(hum).level_db < -55
+
+
+def test_a_clip_shorter_than_the_model_needs_is_too_short(predictor, songs, tmp_path):
+    from tests.conftest import SR, write
+
+    y = audio.load(songs["metal"], sr=SR)[0]
+    short = write(tmp_path / "short.wav", y[: int(0.1 * SR)])
+    pred = predictor.predict_file(short)
+    assert pred.status == "too_short" and pred.genre is None and "0.10 s" in pred.reason
+    assert pred.to_dict()["status"] == "too_short"
+
+
+def test_a_silent_stretch_of_a_long_file_is_no_music_in_its_timeline(predictor, songs, tmp_path):
+    from tests.conftest import SR, write
+
+    y = audio.load(songs["long"], sr=SR)[0]
+    gap = write(tmp_path / "gap.wav", np.concatenate([y[: 3 * SR], np.zeros(3 * SR, np.float32), y[: 3 * SR]]))
+    pred = predictor.predict_file(gap)
+    assert pred.status in ("ok", "not_sure") and pred.genre is not None
+    assert [w.status for w in pred.windows].count("no_music") >= 1
+    assert pred.windows[0].status == "ok"
+
+
+def test_below_the_confidence_bar_the_answer_says_not_sure(frozen_bundle, songs):
+    unsure = Predictor(frozen_bundle)
+    unsure.sure_probability = 1.01  # nothing is that sure
+    pred = unsure.predict_file(songs["blues"])
+    assert pred.status == "not_sure" and pred.genre == "blues" and "below 101 %" in pred.reason
+    assert pred.to_dict()["status"] == "not_sure" and pred.to_dict()["genre"] == "blues"
+
+
+def test_an_array_in_memory_is_predicted_as_its_file_is(predictor, songs):
+    y, sr = audio.load(songs["long"], sr=None)
+    a, b = predictor.predict_file(songs["long"]), predictor.predict_array(y, sr=sr)
+    np.testing.assert_allclose(a.proba, b.proba, atol=1e-5)
+    assert np.allclose([(w.start_s, w.end_s) for w in a.windows], [(w.start_s, w.end_s) for w in b.windows], atol=0.01)
+    stereo = predictor.predict_array(np.stack([y, y]), sr=sr)  # channels first, as librosa
+    np.testing.assert_allclose(stereo.proba, b.proba, atol=1e-5)
+    with pytest.raises(ModelError, match="NaN"):
+        predictor.predict_array(np.full(3 * sr, np.nan, np.float32), sr=sr)
+
+
+# ---- models that read a few 3 s patches (the shipped kind) --------------------------------------------------------
+
+def test_a_tagger_bundle_is_arrays_and_json_only(tagger_bundle):
+    assert (tagger_bundle / "arrays.npz").is_file() and not (tagger_bundle / "objects.pkl").exists()
+    np.load(tagger_bundle / "arrays.npz", allow_pickle=False)  # no object arrays either
+
+
+def test_reading_one_patch_per_segment_decodes_only_that_patch(tagger_bundle, songs, monkeypatch):
+    from genrefusion.pretrained.musicnn_spec import PATCH_SECONDS
+
+    fast = Predictor(tagger_bundle)
+    assert fast.excerpts == 1 and fast.sr == 16000
+    asked = []
+    load = audio.load
+    monkeypatch.setattr(audio, "load", lambda path, **kw: asked.append(kw.get("duration")) or load(path, **kw))
+    pred = fast.predict_file(songs["long"])  # 10 s in 6 s segments: [0, 6) and [4, 10), one patch read of each
+    assert asked == [pytest.approx(PATCH_SECONDS)] * 2
+    assert np.allclose([(w.start_s, w.end_s) for w in pred.windows], [(0.0, 6.0), (4.0, 10.0)], atol=0.01)
+    assert pred.duration_s == pytest.approx(10.0, abs=0.01)
+    monkeypatch.setattr(audio, "load", load)
+    y, sr = load(songs["long"], sr=16000)
+    # the same patches (decoded on their own, each excerpt's resampling starts afresh: ~1e-4 apart)
+    np.testing.assert_allclose(pred.proba, fast.predict_array(y, sr=sr).proba, atol=2e-3)
+    every = Predictor(tagger_bundle, patches=0)
+    assert every.excerpts == 0 and every.predict_file(songs["long"]).status in ("ok", "not_sure")
+
+
+def test_profiles_pick_a_bundle_of_a_profiled_folder_and_are_refused_elsewhere(tagger_bundle, frozen_bundle, tmp_path):
+    import shutil
+
+    from genrefusion.inference.predictor import resolve_bundle
+
+    for profile in ("fast", "accurate"):
+        shutil.copytree(tagger_bundle, tmp_path / "model" / profile)
+    assert resolve_bundle(tmp_path / "model") == tmp_path / "model" / "fast"
+    assert resolve_bundle(tmp_path / "model", "accurate") == tmp_path / "model" / "accurate"
+    with pytest.raises(ModelError, match="has no profiles"):
+        resolve_bundle(frozen_bundle, "fast")
+    with pytest.raises(ModelError, match="profile must be one of"):
+        resolve_bundle(tmp_path / "model", "slow")

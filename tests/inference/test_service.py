@@ -89,9 +89,13 @@ def test_predict_a_multipart_upload_and_a_raw_body(server, songs):
     status, result = _call(server + "/predict?top_k=2&timeline=true&spectrogram=true", *_multipart(songs["metal"]))
     assert status == 200, result
     assert result["genre"] == "metal" and len(result["top"]) == 2 and result["path"] == "new_metal.wav"
-    assert result["timeline"] and result["spectrogram_png"]
+    assert result["timeline"] and result["status"] in ("ok", "not_sure")
+    spec = result["spectrogram"]
+    assert spec["png"] and spec["seconds"] == pytest.approx(result["duration_s"], abs=0.2) and spec["max_hz"] == 8000
+    assert [hz for hz, _ in spec["ticks_hz"]] == [0, 250, 500, 1000, 2000, 4000, 8000]
+    assert spec["ticks_hz"][0][1] == 1.0 and spec["ticks_hz"][-1][1] == 0.0  # 0 Hz at the bottom, sr/2 on top
     status, raw = _call(server + "/predict", songs["blues"].read_bytes(), {"X-Filename": "song.wav"})
-    assert status == 200 and raw["genre"] == "blues" and "spectrogram_png" not in raw, raw
+    assert status == 200 and raw["genre"] == "blues" and "spectrogram" not in raw, raw
 
 
 def test_bad_requests_get_clear_4xx_errors(server, songs, tmp_path):

@@ -27,8 +27,8 @@ CREATE TABLE IF NOT EXISTS tracks (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     model TEXT NOT NULL,
-    status TEXT NOT NULL,          -- 'ok' or 'error'
-    genre TEXT,
+    status TEXT NOT NULL,          -- 'ok', 'not_sure', 'no_music', 'too_short' or 'error'
+    genre TEXT,                    -- NULL for no_music, too_short and error
     probabilities TEXT,            -- JSON {genre: probability}
     duration_s REAL,
     error TEXT,
@@ -37,11 +37,11 @@ CREATE TABLE IF NOT EXISTS tracks (
 EXPORT_COLUMNS = ("path", "status", "genre", "probability", "probabilities", "duration_s", "error")
 
 
-def model_id(bundle: str | Path | None) -> str:
-    """A short hash of the bundle's metadata and weights: a new model re-tags everything."""
-    folder = resolve_bundle(bundle)
+def model_id(bundle: str | Path | None, profile: str | None = None) -> str:
+    """A short hash of the bundle's metadata and weights: a new model (or profile) re-tags everything."""
+    folder = resolve_bundle(bundle, profile)
     h = hashlib.sha1()
-    for name in ("bundle.json", "weights.pt", "objects.pkl"):
+    for name in ("bundle.json", "weights.pt", "arrays.npz", "objects.pkl"):
         if (folder / name).is_file():
             h.update((folder / name).read_bytes())
     return h.hexdigest()[:12]
@@ -99,10 +99,12 @@ class LibraryDB:
         p = Path(path)
         st = p.stat()
         probs = dict(zip(prediction.labels, map(float, prediction.proba))) if prediction is not None else None
+        if prediction is not None and not prediction.has_genre:
+            probs, error = None, prediction.reason
         self.conn.execute(
             "INSERT OR REPLACE INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (str(p.resolve()), st.st_size, st.st_mtime_ns, model, "ok" if prediction is not None else "error",
-             prediction.top(1)[0][0] if prediction is not None else None, json.dumps(probs) if probs else None,
+            (str(p.resolve()), st.st_size, st.st_mtime_ns, model, prediction.status if prediction is not None else "error",
+             prediction.genre if prediction is not None else None, json.dumps(probs) if probs else None,
              prediction.duration_s if prediction is not None else None, error, time.time()))
 
     def rows(self) -> Iterator[dict]:
@@ -113,21 +115,21 @@ class LibraryDB:
                    "probabilities": probs, "duration_s": duration, "error": error}
 
 
-def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = None, workers: int = 1,
-                backend: str = "torch", on_progress: Callable[[int, int], None] | None = None,
+def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = None, profile: str | None = None,
+                workers: int = 1, backend: str = "torch", on_progress: Callable[[int, int], None] | None = None,
                 on_error: Callable[[str, str], None] | None = None, commit_every_s: float = 2.0) -> TagReport:
     """Predict every new or changed audio file under ``root`` and record it in ``db``."""
     t0 = time.perf_counter()
     files = scan(root)
-    model = model_id(bundle)
+    model = model_id(bundle, profile)
     todo = db.pending(files, model)
     done = failed = 0
     last = time.monotonic()
     if on_progress:
         on_progress(0, len(todo))
     try:
-        for path, prediction, error in predict_files(todo, bundle=bundle, workers=workers, backend=backend,
-                                                     ordered=False):
+        for path, prediction, error in predict_files(todo, bundle=bundle, profile=profile, workers=workers,
+                                                     backend=backend, ordered=False):
             db.record(path, model, prediction, error)
             done += 1
             if error is not None:
@@ -180,7 +182,7 @@ def write_genre_tags(db: LibraryDB, *, dry_run: bool = True, overwrite: bool = F
 
     changes = []
     for row in db.rows():
-        if row["status"] != "ok":
+        if row["genre"] is None:  # no genre to write: an error, no music, too short
             continue
         new = row["genre"].title() if capitalize else row["genre"]
         try:

@@ -6,6 +6,12 @@ feature that reproduces them (``mel_image`` for GTZAN's spectrogram PNGs, ``summ
 its table). A file is read in segments of ``segment_s`` seconds (the training clips' length), so
 a long file is never decoded whole; each segment's windows are predicted and all windows are
 aggregated to the file, and kept, with their times, as its timeline.
+
+Before any model runs, measured levels decide what is not music: a file shorter than the model
+needs (:data:`MIN_SECONDS`, or the bundle's ``eval.min_seconds``) is ``too_short``; a segment whose
+loud parts are below :data:`SILENCE_DB` is ``no_music`` (a file whose every segment is, too). A
+genre whose probability is below the bundle's ``eval.sure_probability`` (:data:`SURE_PROBABILITY`)
+is given, but as ``not_sure``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -23,55 +29,114 @@ from genrefusion.errors import GenreFusionError, ModelError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.dsp import shared_spectra
 from genrefusion.features.registry import get_feature
+from genrefusion.pretrained.musicnn_spec import PATCH_SECONDS, patch_indices
 from genrefusion.training.data import InputData, TrackData
 from genrefusion.training.fit import predict_windows
 
-#: The model that ships inside the package (trained by the ``default-model`` recipe).
-DEFAULT_BUNDLE = Path(__file__).with_name("default_model")
+#: The models that ship inside the package, one folder per profile (trained by the ``default-model`` and
+#: ``default-model-fast`` recipes, copied in by ``genrefusion model package``).
+DEFAULT_ROOT = Path(__file__).with_name("default_model")
+PROFILES = ("fast", "accurate")
+DEFAULT_PROFILE = "fast"
+
+#: Statuses of a prediction: a genre; a genre given with low confidence; no music at all; too short to tell.
+OK, NOT_SURE, NO_MUSIC, TOO_SHORT = "ok", "not_sure", "no_music", "too_short"
+STATUS_WORDS = {OK: "", NOT_SURE: "not sure", NO_MUSIC: "no music", TOO_SHORT: "too short"}
+
+#: A stretch of audio is silence when its loud parts, the 95th percentile of its frames' RMS level (2048-sample
+#: frames), are below this (dB re full scale). Real music is far above it: over GTZAN's 100 clips and Emotify's 400
+#: (measured at 16 kHz) the lowest such level is -28.4 dBFS (a quiet electronic piece; the quietest classical clip
+#: -26.5), the median -11.9; digital silence is -inf, and a dither or hiss floor -70 or below.
+SILENCE_DB = -55.0
+#: Shortest file a model is asked about (s): one 3 s patch of the pretrained taggers; a bundle's
+#: ``eval.min_seconds`` overrides it.
+MIN_SECONDS = 3.0
+#: Below this top probability an answer is ``not_sure`` (a bundle's ``eval.sure_probability`` overrides it).
+SURE_PROBABILITY = 0.5
+
+
+def level_db(y: np.ndarray) -> float:
+    """The level of a signal's loud parts, dBFS: the 95th percentile of its frames' RMS (2048-sample frames,
+    hop 512); -inf for digital silence."""
+    from genrefusion.features.dsp import rms
+
+    if not y.size:
+        return float("-inf")
+    frames = rms(np.asarray(y, np.float32))
+    loud = float(np.percentile(frames, 95))
+    return 20.0 * np.log10(loud) if loud > 0 else float("-inf")
 
 
 @dataclass
 class WindowPrediction:
-    """One window of a file: ``[start_s, end_s)`` and its class probabilities ``(C,)``."""
+    """One window of a file: ``[start_s, end_s)`` and its class probabilities ``(C,)`` (zeros where the
+    window is ``no_music``)."""
 
     start_s: float
     end_s: float
     proba: np.ndarray
+    status: str = OK
 
 
 @dataclass
 class Prediction:
-    """A file's genre probabilities ``(C,)`` over ``labels`` and its windows in time order."""
+    """A file's genre probabilities ``(C,)`` over ``labels`` and its windows in time order.
+
+    ``status``: :data:`OK`, :data:`NOT_SURE` (a genre, with low confidence), :data:`NO_MUSIC` or
+    :data:`TOO_SHORT` (no genre: ``proba`` is all zeros); ``level_db``: the loud parts' level (dBFS)."""
 
     path: str
     labels: list[str]
     proba: np.ndarray
     duration_s: float
     windows: list[WindowPrediction] = field(default_factory=list)
+    status: str = OK
+    level_db: float = 0.0
+    reason: str = ""  # why there is no genre, or why it is not sure, in words
+
+    @property
+    def genre(self) -> str | None:
+        """The best genre, or None for no music / too short."""
+        return self.top(1)[0][0] if self.has_genre else None
+
+    @property
+    def has_genre(self) -> bool:
+        return self.status in (OK, NOT_SURE)
 
     def top(self, k: int) -> list[tuple[str, float]]:
+        if not self.has_genre:
+            return []
         order = np.argsort(-self.proba, kind="stable")[:k]
         return [(self.labels[i], float(self.proba[i])) for i in order]
 
     def to_dict(self, *, top_k: int = 3, timeline: bool = False) -> dict:
-        """JSON-ready: path, duration, the top-k genres and, with ``timeline``, each window's best genre."""
-        out = {"path": self.path, "duration_s": round(self.duration_s, 3), "genre": self.top(1)[0][0],
-               "top": [{"genre": g, "probability": round(p, 5)} for g, p in self.top(top_k)]}
+        """JSON-ready: path, duration, status (and reason), the genre and the top-k genres and, with ``timeline``,
+        each window's best genre (or ``no_music``)."""
+        out = {"path": self.path, "duration_s": round(self.duration_s, 3), "status": self.status,
+               "genre": self.genre, "top": [{"genre": g, "probability": round(p, 5)} for g, p in self.top(top_k)],
+               "level_db": None if not np.isfinite(self.level_db) else round(self.level_db, 1)}
+        if self.reason:
+            out["reason"] = self.reason
         if timeline:
-            out["timeline"] = [{"start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3),
-                                "genre": self.labels[int(np.argmax(w.proba))],
-                                "probability": round(float(np.max(w.proba)), 5)} for w in self.windows]
+            out["timeline"] = [{"start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3), "status": w.status,
+                                "genre": self.labels[int(np.argmax(w.proba))] if w.status == OK else None,
+                                "probability": round(float(np.max(w.proba)), 5) if w.status == OK else None}
+                               for w in self.windows]
         return out
 
 
 class Predictor:
-    """A bundle ready to predict on audio. ``bundle``: a bundle folder, a run folder holding
-    ``bundle/``, or None for the packaged default model."""
+    """A bundle ready to predict on audio. ``bundle``: a bundle folder, a run folder holding ``bundle/``, a
+    folder of profiles (``fast/``, ``accurate/``), or None for the packaged default model; ``profile`` picks
+    one of a folder's profiles (default :data:`DEFAULT_PROFILE`)."""
 
-    def __init__(self, bundle: str | Path | None = None, *, backend: str = "torch"):
+    def __init__(self, bundle: str | Path | None = None, *, backend: str = "torch", profile: str | None = None,
+                 patches: int | None = None):
+        """``patches``: 3 s patches read per segment by every input that reads patches, instead of the bundle's
+        ``eval.predict_params`` (0: all of them; more is slower and closer to how the model was trained)."""
         from genrefusion.bundle import load_bundle
 
-        folder = resolve_bundle(bundle)
+        folder = resolve_bundle(bundle, profile)
         self.folder = folder
         self.fitted, self.meta = load_bundle(folder)
         self.labels = self.fitted.labels
@@ -79,13 +144,23 @@ class Predictor:
         if cannot:
             raise ModelError(f"the model's input(s) {cannot} cannot be computed from audio (set inputs.<name>."
                              "audio_feature in its run config)", path=folder)
-        sources = {n: i["audio"] for n, i in self.fitted.inputs.items()}
+        sources = {n: dict(i["audio"]) for n, i in self.fitted.inputs.items()}
+        if patches is not None:
+            for s in sources.values():
+                if "patches" in get_feature(s["feature"]).params:
+                    s["params"] = {**s["params"], "patches": patches}
         rates = {s["sr"] for s in sources.values()}
         if len(rates) != 1:
             raise ModelError(f"the model's inputs read audio at different rates {sorted(rates)}", path=folder)
         self.sr = rates.pop()
         self.sources = sources
-        self.segment_s = float(self.meta.get("config", {}).get("eval", {}).get("segment_s", 30.0))
+        evaluation = self.meta.get("config", {}).get("eval", {})
+        self.segment_s = float(evaluation.get("segment_s", 30.0))
+        # every input reads only k 3 s patches of a segment: only those are decoded
+        counts = {s["params"].get("patches") for s in sources.values()}
+        self.excerpts = int(counts.pop() or 0) if len(counts) == 1 else 0
+        self.min_seconds = float(evaluation.get("min_seconds") or MIN_SECONDS)
+        self.sure_probability = float(evaluation.get("sure_probability") or SURE_PROBABILITY)
         self.model = self.fitted.model
         if backend == "onnx":
             from genrefusion.inference.onnx import OnnxModel
@@ -103,7 +178,7 @@ class Predictor:
         """Every input's array for signal ``y`` (mono float32 at ``self.sr``); shared features computed once."""
         done: dict[str, np.ndarray] = {}
         out = {}
-        with shared_spectra(y):  # e.g. mel_image and summary_gtzan: one STFT and one mel spectrogram
+        with shared_spectra(y):  # e.g. mel_image and summary_gtzan: one STFT; musicnn's layers: one pass
             for name, s in self.sources.items():
                 key = repr((s["feature"], sorted(s["params"].items())))
                 if key not in done:
@@ -111,17 +186,35 @@ class Predictor:
                 out[name] = done[key]
         return out
 
-    def segments(self, path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
-        """``(start_s, signal)`` of each segment; the last one ends at the file's end."""
-        duration = audio.probe(path).duration
+    def segment_starts(self, duration: float) -> list[float] | None:
+        """Where the segments of a ``duration`` s signal start (s); None: read it whole. The last one ends at the
+        signal's end."""
         if duration <= self.segment_s * 1.05:
-            yield 0.0, audio.load(path, sr=self.sr)[0]
-            return
-        starts = list(np.arange(0.0, duration - self.segment_s, self.segment_s))
+            return None
+        starts = [float(s) for s in np.arange(0.0, duration - self.segment_s, self.segment_s)]
         if starts[-1] + self.segment_s < duration - 0.5:  # the tail, read as one more full segment
             starts.append(duration - self.segment_s)
-        for start in starts:
-            yield float(start), audio.load(path, sr=self.sr, offset=float(start), duration=self.segment_s)[0]
+        return starts
+
+    def pieces(self, duration: float, read: Callable[[float, float | None], np.ndarray]
+               ) -> Iterator[tuple[float, float, np.ndarray]]:
+        """``(start_s, length_s, signal)`` of each segment of a ``duration`` s signal, read by ``read(offset_s,
+        duration_s or None for all)``: the whole segment, or where every input reads only some 3 s patches
+        (``eval.predict_params.patches``), just those patches, one after another (a fraction of the decoding)."""
+        starts = self.segment_starts(duration)
+        spans = [(0.0, duration)] if starts is None else [(s, min(self.segment_s, duration - s)) for s in starts]
+        for start, length in spans:
+            if self.excerpts:
+                chosen = patch_indices(max(1, int(length / PATCH_SECONDS)), self.excerpts)
+                y = np.concatenate([read(start + i * PATCH_SECONDS, PATCH_SECONDS) for i in chosen])
+            else:
+                y = read(start, None if starts is None else length)
+            yield start, length, y
+
+    def segments(self, path: str | Path) -> Iterator[tuple[float, float, np.ndarray]]:
+        """:meth:`pieces` of a file, decoded one at a time (a long file is never decoded whole)."""
+        return self.pieces(audio.probe(path).duration,
+                           lambda offset, seconds: audio.load(path, sr=self.sr, offset=offset, duration=seconds)[0])
 
     def track_data(self, feats: list[dict[str, np.ndarray]]) -> TrackData:
         """The model's input data for signals whose inputs are ``feats`` (one :meth:`features` dict each)."""
@@ -143,45 +236,96 @@ class Predictor:
 
     def predict_file(self, path: str | Path) -> Prediction:
         """A file's prediction; raises AudioError (naming the file) when it cannot be decoded."""
-        probs, windows = [], []
+        return self.predict_pieces(str(path), self.segments(path))
+
+    def predict_array(self, y: np.ndarray, *, sr: int, name: str = "<array>") -> Prediction:
+        """The prediction for a signal in memory: mono ``(n,)`` or channels first ``(channels, n)``, at ``sr`` Hz."""
+        y = np.asarray(y, np.float32)
+        if y.ndim == 2:
+            y = y.mean(axis=0)
+        if y.ndim != 1:
+            raise ModelError(f"a signal is (n,) or (channels, n), got shape {y.shape}", path=name)
+        if not np.all(np.isfinite(y)):
+            raise ModelError("the signal has NaN or infinite samples", path=name)
+        y = audio.resample(y, orig_sr=sr, target_sr=self.sr) if sr != self.sr else y
+
+        def read(offset: float, seconds: float | None) -> np.ndarray:
+            first = int(round(offset * self.sr))
+            return y[first:] if seconds is None else y[first:first + int(round(seconds * self.sr))]
+
+        return self.predict_pieces(name, self.pieces(y.size / self.sr, read))
+
+    def predict_pieces(self, name: str, pieces) -> Prediction:
+        """The prediction for a file read as ``(start_s, signal)`` segments: silent segments are ``no_music``
+        windows, the others' windows are predicted and aggregated to the file."""
+        probs, windows, levels = [], [], []
         end = 0.0
         timed = any(i["fps"] for i in self.fitted.inputs.values())
-        for start, y in self.segments(path):
+        for start, length, y in pieces:
             seg_s = y.size / self.sr
+            span = length if self.excerpts else seg_s  # excerpts: the patches read stand for the whole segment
+            end = max(end, start + span)
+            levels.append(level_db(y))
+            if levels[-1] < SILENCE_DB:
+                windows.append(WindowPrediction(start, start + span, np.zeros(len(self.labels)), NO_MUSIC))
+                continue
+            if span < self.min_seconds:  # a short file (a long file's tail is read as a full segment)
+                continue
             p, _, wins = self.predict_signals([y])
             for row, (_, s) in zip(p, wins):
-                w_end = min(seg_s, s + self.fitted.windowing.window_s) if timed else seg_s
+                w_end = min(seg_s, s + self.fitted.windowing.window_s) if timed else span
                 windows.append(WindowPrediction(start + s, start + w_end, row))
             probs.append(p)
-            end = max(end, start + seg_s)
+        windows.sort(key=lambda w: w.start_s)
+        level = max(levels) if levels else float("-inf")
+        zeros = np.zeros(len(self.labels))
+        if end < self.min_seconds:
+            return Prediction(name, self.labels, zeros, end, [], TOO_SHORT, level,
+                              f"{end:.2f} s of audio; the model needs at least {self.min_seconds:g} s")
+        if not probs:
+            return Prediction(name, self.labels, zeros, end, windows, NO_MUSIC, level,
+                              f"silence: its loudest parts are at {_db(level)} (music is above {SILENCE_DB:g} dBFS)")
         p = np.concatenate(probs)
         proba = aggregate(p, np.zeros(len(p), np.int64), 1, self.meta.get("aggregate", "mean"))[0]
-        windows.sort(key=lambda w: w.start_s)
-        return Prediction(str(path), self.labels, proba, end, windows)
+        if proba.max() < self.sure_probability:
+            return Prediction(name, self.labels, proba, end, windows, NOT_SURE, level,
+                              f"the best genre has {100 * proba.max():.0f} %, below {100 * self.sure_probability:.0f} %")
+        return Prediction(name, self.labels, proba, end, windows, OK, level)
+
+
+def _db(level: float) -> str:
+    return f"{level:.1f} dBFS" if np.isfinite(level) else "-inf dBFS (digital silence)"
 
 
 def model_card(folder: Path, meta: dict) -> dict:
-    """What ``model info``, ``GET /model`` and the web page show of a bundle (``meta``: its bundle.json)."""
-    return {"bundle": str(folder), "name": meta.get("config", {}).get("name"), "labels": meta["labels"],
-            **meta.get("card", {}), "created": meta.get("created"),
+    """What ``model info``, ``GET /model`` and the web page show of a bundle (``meta``: its bundle.json): no
+    server paths, only what the model is and how well it did."""
+    return {"name": meta.get("config", {}).get("name"), "profile": folder.name if folder.name in PROFILES else None,
+            "labels": meta["labels"], **meta.get("card", {}), "created": meta.get("created"),
             "inputs": {n: (i.get("audio") or {}).get("feature") for n, i in meta["inputs"].items()},
             "segment_s": float(meta.get("config", {}).get("eval", {}).get("segment_s", 30.0)),
             "size_mb": round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6, 2),
             "versions": meta.get("versions")}
 
 
-def resolve_bundle(bundle: str | Path | None) -> Path:
-    """The bundle folder meant by ``bundle`` (None: the packaged default model)."""
-    if bundle is None:
-        if not (DEFAULT_BUNDLE / "bundle.json").is_file():
-            raise ModelError("the packaged default model is missing; reinstall genrefusion or pass --model",
-                             path=DEFAULT_BUNDLE)
-        return DEFAULT_BUNDLE
-    folder = Path(bundle)
+def resolve_bundle(bundle: str | Path | None, profile: str | None = None) -> Path:
+    """The bundle folder meant by ``bundle`` (None: the packaged default model) and ``profile`` (for a folder
+    of profiles; None: :data:`DEFAULT_PROFILE`)."""
+    if profile is not None and profile not in PROFILES:
+        raise ModelError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    folder = DEFAULT_ROOT if bundle is None else Path(bundle)
     if (folder / "bundle" / "bundle.json").is_file():
-        return folder / "bundle"
+        folder = folder / "bundle"
+    if (folder / (profile or DEFAULT_PROFILE) / "bundle.json").is_file():
+        return folder / (profile or DEFAULT_PROFILE)
+    if bundle is None:
+        raise ModelError("the packaged default model is missing; reinstall genrefusion or pass --model",
+                         path=folder / (profile or DEFAULT_PROFILE))
     if not folder.exists():
         raise ModelError("model bundle not found", path=folder)
+    if profile is not None and (folder / "bundle.json").is_file():
+        raise ModelError(f"this bundle has no profiles; --profile {profile} picks one of the shipped model's "
+                         f"(or of a folder holding {' and '.join(f'{p}/' for p in PROFILES)})", path=folder)
     return folder
 
 
@@ -226,7 +370,7 @@ def reuse_freed_memory() -> None:
 _WORKER: Predictor | None = None
 
 
-def _init_worker(bundle, backend) -> None:
+def _init_worker(bundle, backend, profile) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -234,7 +378,7 @@ def _init_worker(bundle, backend) -> None:
     reuse_freed_memory()
     torch.set_num_threads(1)  # the pool gives the parallelism; threads inside each would fight for cores
     threadpool_limits(1)  # numpy's BLAS too
-    _WORKER = Predictor(bundle, backend=backend)
+    _WORKER = Predictor(bundle, backend=backend, profile=profile)
     _WORKER.warm_up()
 
 
@@ -250,8 +394,8 @@ def _predict_with(predictor: Predictor, path: str) -> tuple[str, Prediction | No
 
 
 def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, workers: int = 1,
-                  backend: str = "torch", ordered: bool = True, predictor: Predictor | None = None
-                  ) -> Iterator[tuple[str, Prediction | None, str | None]]:
+                  backend: str = "torch", ordered: bool = True, predictor: Predictor | None = None,
+                  profile: str | None = None) -> Iterator[tuple[str, Prediction | None, str | None]]:
     """``(path, prediction, None)`` or ``(path, None, reason)`` per file; ``workers`` processes.
 
     A bad file gives its reason and the others go on. ``ordered=False`` yields as files finish.
@@ -263,7 +407,7 @@ def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, 
         reuse_freed_memory()
         if predictor is None:
             with single_threaded():  # an ONNX session fixes its thread count when it is made
-                predictor = Predictor(bundle, backend=backend)
+                predictor = Predictor(bundle, backend=backend, profile=profile)
         for p in paths:
             with single_threaded():
                 result = _predict_with(predictor, p)
@@ -273,7 +417,7 @@ def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, 
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(bundle, backend)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(bundle, backend, profile)) as pool:
         if ordered:
             yield from pool.map(_predict_one, paths, chunksize=4)
         else:

@@ -3,7 +3,7 @@
 Uploads are streamed into a private temporary folder (removed after each request) and refused
 past ``max_upload_mb``; at most ``concurrency`` predictions run at once and a request waits at most
 ``timeout_s`` for a slot and its answer; bad audio is a 415 naming the reason. The page lets a
-person drop a song and see the genre bars and its log-mel spectrogram.
+person drop a song and see the genre bars, its timeline and a log-mel spectrogram with time and frequency axes.
 """
 
 from __future__ import annotations
@@ -36,18 +36,33 @@ class ServiceConfig:
     top_k: int = 5
 
 
-def spectrogram_png(path: str | Path, *, sr: int = 22050, seconds: float = 30.0) -> bytes:
-    """The first ``seconds`` of a file as a magma log-mel spectrogram PNG (row 0 = highest band)."""
+#: the web page's spectrogram: up to this many seconds of the file, this many mel bands to sr/2, this many columns
+SPECTROGRAM_SECONDS, SPECTROGRAM_SR, SPECTROGRAM_BANDS, SPECTROGRAM_COLUMNS = 300.0, 16000, 64, 800
+
+
+def spectrogram(path: str | Path) -> dict:
+    """A compact log-mel spectrogram of a file's first :data:`SPECTROGRAM_SECONDS`: ``{"png"`` (base64, magma, row 0
+    the highest band), ``"seconds"`` it covers, ``"max_hz"``, ``"ticks_hz"``: ``[[hz, fraction of the height from the
+    top]]`` for the page's frequency axis``}``."""
     from PIL import Image
 
     from genrefusion import audio
-    from genrefusion.features.images import magma_lut, mel_image
+    from genrefusion.features import dsp
+    from genrefusion.features.images import magma_lut
 
-    y, _ = audio.load(path, sr=sr, duration=seconds)
-    rgb = magma_lut()[mel_image(y, sr=sr)]
+    y, sr = audio.load(path, sr=SPECTROGRAM_SR, duration=SPECTROGRAM_SECONDS)
+    y = np.pad(y, (0, max(0, 2048 - y.size)))
+    hop = max(256, int(np.ceil(y.size / SPECTROGRAM_COLUMNS)))
+    mel = dsp.mel_power(y, sr=sr, n_fft=2048, hop_length=hop, n_mels=SPECTROGRAM_BANDS)
+    db = dsp.power_to_db(mel, ref=float(mel.max()) or 1.0, top_db=80.0)
+    index = np.clip((db + 80.0) / 80.0 * 255.0, 0, 255).astype(np.uint8)[::-1]
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
+    Image.fromarray(magma_lut()[index]).save(buf, format="PNG")
+    top = float(dsp.hz_to_mel(sr / 2))
+    ticks = [[hz, round(1.0 - float(dsp.hz_to_mel(hz)) / top, 4)] for hz in (0, 250, 500, 1000, 2000, 4000, 8000)
+             if hz <= sr / 2]
+    return {"png": base64.b64encode(buf.getvalue()).decode("ascii"), "seconds": round(y.size / sr, 2),
+            "max_hz": sr / 2, "ticks_hz": ticks}
 
 
 def create_app(predictor: Predictor, config: ServiceConfig | None = None):
@@ -96,11 +111,10 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None):
     return app
 
 
-def _predict(predictor: Predictor, path: Path, top_k: int, timeline: bool, spectrogram: bool) -> dict:
+def _predict(predictor: Predictor, path: Path, top_k: int, timeline: bool, with_spectrogram: bool) -> dict:
     result = predictor.predict_file(path).to_dict(top_k=top_k, timeline=timeline)
-    if spectrogram:
-        png = spectrogram_png(path, sr=predictor.sr, seconds=predictor.segment_s)
-        result["spectrogram_png"] = base64.b64encode(png).decode("ascii")
+    if with_spectrogram:
+        result["spectrogram"] = spectrogram(path)
     return result
 
 
