@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from genrefusion import __version__
-from genrefusion.benchmarks.suites import Suite, entry_config, get_suite
+from genrefusion.benchmarks.suites import MEASURES, Suite, entry_config, get_suite
 from genrefusion.config import config_from_dict
 from genrefusion.errors import ConfigError
 from genrefusion.evaluation.report import _pyplot, plot_confusion
@@ -53,6 +53,7 @@ class EntryResult:
     # the test tracks' confusion matrix over all its evaluations: {"labels": [...], "counts": [[true x predicted]]}
     # (None in results.json files written before it was stored)
     confusion: dict | None = None
+    measures: dict = field(default_factory=dict)  # numbers the suite's summary reads (its after_run's MEASURES)
 
 
 @dataclass
@@ -108,7 +109,9 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
             m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,
                           log=lambda msg: log(f"  {msg}")).metrics
             extra = suite.after_run(entry, run_dir, data_root, lambda msg: log(f"  {msg}")) if suite.after_run else {}
-            results.append(measured(m["summary"], extra, confusion={"labels": m["labels"], "counts": m["confusion"]}))
+            numbers = extra.pop(MEASURES, {})
+            results.append(measured(m["summary"], extra, confusion={"labels": m["labels"], "counts": m["confusion"]},
+                                    measures=numbers))
         except RunStopped as stop:
             if stop.finished:
                 log(f"  stopped: reporting the {stop.progress} it finished")
@@ -136,14 +139,22 @@ def _pct(d: dict | None) -> str:
 def plot_suite(res: SuiteResult, path: Path) -> Path:
     """Accuracy bars (mean ± std, value at the bar's end) and, below them, the published figures as bars of
     their own with a dotted line across the entries, so that every figure is labelled and none overlap."""
-    plt = _pyplot()
     ok = [e for e in res.entries if e.ok]
-    refs = list(res.suite.references)
     rows = [(e.label + (f" (stopped: {e.stopped})" if e.stopped else ""), 100 * e.accuracy["mean"],
-             100 * e.accuracy["std"]) for e in ok] + [(f"published: {label}", value, 0.0) for label, value in refs]
+             100 * e.accuracy["std"]) for e in ok]
+    return plot_rows(rows, path, title=res.suite.title, references=res.suite.references)
+
+
+def plot_rows(rows: list[tuple[str, float, float]], path: Path, *, title: str, xlabel: str = "test accuracy, tracks (%)",
+              references: tuple[tuple[str, float], ...] = ()) -> Path:
+    """Horizontal bars of ``(label, value %, std)`` rows, top to bottom, and published figures below them."""
+    plt = _pyplot()
+    refs = list(references)
+    n_entries = len(rows)
+    rows = list(rows) + [(f"published: {label}", value, 0.0) for label, value in refs]
     fig, ax = plt.subplots(figsize=(10, 0.42 * max(len(rows), 3) + 1.2))
     ys = list(range(len(rows)))
-    colours = ["#4c72b0"] * len(ok) + ["#c44e52"] * len(refs)
+    colours = ["#4c72b0"] * n_entries + ["#c44e52"] * len(refs)
     ax.barh(ys, [r[1] for r in rows], xerr=[r[2] for r in rows], color=colours, alpha=0.85,
             error_kw={"lw": 1})
     for y, (_, mean, std) in zip(ys, rows):
@@ -152,10 +163,10 @@ def plot_suite(res: SuiteResult, path: Path) -> Path:
     ax.set_ylim(len(rows) - 0.4, -0.6)  # top to bottom, in the table's order
     for _, value in refs:
         ax.axvline(value, color="#c44e52", ls=":", lw=0.8, alpha=0.6)
-    ax.set_xlabel("test accuracy, tracks (%)")
+    ax.set_xlabel(xlabel)
     ax.set_xlim(0, 108)
     ax.set_xticks(range(0, 101, 20))
-    ax.set_title(res.suite.title, fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -179,13 +190,14 @@ SPEED = "speed"  # the speed suite: not a set of training runs, so not in SUITES
 
 def run_speed(*, data_root: str, quick: bool, log: Callable[[str], None] = print):
     """The speed suite on GTZAN's real clips (quick: 10 of them, every genre)."""
-    from genrefusion.benchmarks.speed import measure_speed
+    from genrefusion.benchmarks.speed import FILES, measure_speed
 
     clips = sorted((Path(data_root) / "gtzan" / "audio").rglob("*.flac"))
     if quick:
         clips = clips[::10]
     log(f"[speed] {len(clips)} clips")
-    return measure_speed(clips, feature_clips=3 if quick else 10, log=lambda m: log(f"  {m}"))
+    return measure_speed(clips, feature_clips=3 if quick else 10, files=30 if quick else FILES,
+                         baseline_clips=3 if quick else 20, log=lambda m: log(f"  {m}"))
 
 
 #: The results behind the report, beside its PNGs: each section's entries and the command that made them.
@@ -395,7 +407,9 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
         plot = plot_suite(res, assets / f"{s.name}-accuracy.png")
         lines += [f"![{s.title}: accuracy](benchmarks/{plot.name})", ""]
     best = _best(res)
-    if best is not None and best.confusion is not None:
+    if s.summary is not None:
+        lines += s.summary(res, assets)
+    elif best is not None and best.confusion is not None:
         cm = plot_confusion(best.confusion["counts"], best.confusion["labels"], assets / f"{s.name}-best-confusion.png",
                             title=f"{best.label}: test tracks")
         lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix over all test tracks:", "",

@@ -29,8 +29,12 @@ class Suite:
     target: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: a suite that is more than "train each entry": ``runner(entry, run_dir, data_root, log) -> dict``
-    #: of extra cells for the report (the run itself is made first, as for every suite)
+    #: of extra cells for the report (the run itself is made first, as for every suite); under the key
+    #: ``MEASURES``, numbers kept in results.json for ``summary`` instead of a cell
     after_run: Callable | None = None
+    #: ``summary(result, assets) -> markdown lines`` after the suite's table (e.g. a pivot of its entries), drawing
+    #: any plots into ``assets``; a suite with one shows them instead of the best entry's confusion matrix
+    summary: Callable | None = None
     #: cells an entry's row shows whatever its run did (``entry_cells(entry) -> dict``), e.g. a recipe's published figure
     entry_cells: Callable | None = None
     #: registered fusion strategies the suite cannot run over its branches, and why: a suite that sets it (if
@@ -44,6 +48,8 @@ class Suite:
         return any(e.config.get("protocol", {}).get("name", "holdout") in SEEDED_PROTOCOLS for e in self.entries)
 
 
+#: the key of ``after_run``'s result that holds numbers for the report, not a cell
+MEASURES = "measures"
 #: protocols of one fixed split, repeated with ``--seeds`` seeds (the others repeat splits or folds)
 SEEDED_PROTOCOLS = ("holdout", "two_stage")
 SUITES: dict[str, Suite] = {}
@@ -202,7 +208,8 @@ def _recipe(name: str) -> dict:
     data = yaml.safe_load(resolve_config(name).read_text(encoding="utf-8"))
     from genrefusion.recipes import data_root
 
-    data["data"]["path"] = data["data"]["path"].replace(data_root().rstrip("/") + "/", "")
+    for source in [data["data"], *data["data"].get("collections", [])]:
+        source["path"] = source["path"].replace(data_root().rstrip("/") + "/", "")
     return data
 
 
@@ -445,6 +452,8 @@ def entry_config(entry: Entry, *, data_root: str, quick: bool, seeds: int) -> di
     """The entry's config for a run: data under ``data_root``; quick mode: one seed, few epochs."""
     cfg = copy.deepcopy(entry.config)
     cfg["data"]["path"] = f"{data_root.rstrip('/')}/{cfg['data']['path']}"
+    for collection in cfg["data"].get("collections", []):
+        collection["path"] = f"{data_root.rstrip('/')}/{collection['path']}"
     if cfg["data"].pop("exclude_audio_clips", False):
         cfg["data"]["exclude"] = _clip_ids(data_root)
     proto = cfg.setdefault("protocol", {})
@@ -459,3 +468,8 @@ def entry_config(entry: Entry, *, data_root: str, quick: bool, seeds: int) -> di
     elif proto.get("name", "holdout") in SEEDED_PROTOCOLS:
         proto["seeds"] = list(range(seeds))
     return cfg
+
+
+# the cross-collection suite lives in its own module (its entries, evaluation and summary); registered here so
+# that every suite is known wherever SUITES is read
+from genrefusion.benchmarks import cross  # noqa: E402,F401
