@@ -78,8 +78,9 @@ def save_bundle(fitted: Fitted, folder: str | Path, *, aggregate: str = "mean", 
             "config": config or {}, "card": card or {}}
     _write(folder / "bundle.json", lambda f: f.write(json.dumps(meta, indent=1, default=str).encode()))
     _write(folder / "weights.pt", lambda f: torch.save(weights, f))
-    for name, content, write in (("arrays.npz", arrays, lambda f: np.savez(f, **arrays)),
-                                 ("objects.pkl", objects, lambda f: pickle.dump(objects, f, protocol=pickle.HIGHEST_PROTOCOL))):
+    writers = {"arrays.npz": (arrays, lambda f: np.savez(f, **arrays)),
+               "objects.pkl": (objects, lambda f: pickle.dump(objects, f, protocol=pickle.HIGHEST_PROTOCOL))}
+    for name, (content, write) in writers.items():
         if content:
             _write(folder / name, write)
         elif (folder / name).exists():

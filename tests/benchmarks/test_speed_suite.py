@@ -18,7 +18,8 @@ def test_speed_suite_measures_every_stage_and_writes_its_section(frozen_bundle, 
     fft_rows = [t for t in res.timings if "its inputs together" in t.what]
     assert [t.what.split(", ")[-1] for t in fft_rows] == [f"{name} FFT" for name in dsp.FFT_BACKENDS]
     predict = [t.what for t in res.timings if t.stage == "predict"]
-    assert predict == ["the bundle, FLAC, 1 worker, 4 files, with start-up", "the bundle, FLAC, 2 workers, 6 files, with start-up",
+    assert predict == ["the bundle, FLAC, 1 worker, 4 files, with start-up",
+                       "the bundle, FLAC, 2 workers, 6 files, with start-up",
                        "the bundle, MP3, 2 workers, 6 files, with start-up"]
     assert all(t.clips_per_s > 0 for t in res.timings if t.clips) and res.peak_rss_mb
     worker, here = res.peak_rss_mb["largest worker process"], res.peak_rss_mb[next(iter(res.peak_rss_mb))]

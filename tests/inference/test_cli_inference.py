@@ -88,10 +88,44 @@ def test_the_packaged_default_model_is_small_has_no_pickle_and_knows_eleven_genr
     code, out, _ = run(capsys, "model", "info", "--json", "--profile", profile)
     card = json.loads(out)
     assert code == 0 and len(card["labels"]) == 11 and "electronic" in card["labels"] and card["profile"] == profile
-    assert "/" not in json.dumps({k: v for k, v in card.items() if k not in ("trained_on", "versions")})
+    assert "bundle" not in card and str(folder.parent) not in json.dumps(card)  # no server paths
     code, out, _ = run(capsys, "predict", songs["long"], "--format", "json", "--top", "11", "--profile", profile)
     result = json.loads(out)[0]
     assert code == 0 and result["status"] in ("ok", "not_sure")
     assert sum(t["probability"] for t in result["top"]) == pytest.approx(1.0, abs=1e-3)
     code, out, _ = run(capsys, "model", "info", "--profile", profile)
     assert code == 0 and "genres (11)" in out and "did not train on" in out
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "jsonl", "csv"])
+def test_no_music_too_short_and_not_sure_say_so_in_every_format(capsys, frozen_bundle, songs, tmp_path, fmt):
+    import numpy as np
+
+    from tests.conftest import SR, write
+
+    silence = write(tmp_path / "silence.wav", np.zeros(10 * SR, np.float32))
+    short = write(tmp_path / "short.wav", 0.3 * np.ones(int(0.5 * SR), np.float32))
+    code, out, _ = run(capsys, "predict", silence, short, songs["blues"], "--model", frozen_bundle, "--format", fmt)
+    assert code == 0  # these are answers, not failures
+    if fmt == "text":
+        assert "silence.wav (10.0 s): no music" in out and "short.wav (0.5 s): too short" in out
+        return
+    if fmt == "csv":
+        rows = {r["path"].rsplit("/", 1)[1]: r for r in csv.DictReader(io.StringIO(out))}
+        assert rows["silence.wav"]["status"] == "no_music" and not rows["silence.wav"]["genre1"]
+        assert rows["short.wav"]["status"] == "too_short" and rows["new_blues.wav"]["status"] in ("ok", "not_sure")
+        return
+    rows = json.loads(out) if fmt == "json" else [json.loads(line) for line in out.splitlines()]
+    by_name = {r["path"].rsplit("/", 1)[1]: r for r in rows}
+    assert by_name["silence.wav"]["status"] == "no_music" and by_name["silence.wav"]["genre"] is None
+    assert by_name["short.wav"]["status"] == "too_short" and by_name["short.wav"]["top"] == []
+    assert by_name["new_blues.wav"]["genre"] == "blues"
+
+
+def test_a_low_confidence_answer_says_not_sure_on_the_command_line(capsys, frozen_bundle, songs, tmp_path):
+    unsure = shutil.copytree(frozen_bundle, tmp_path / "unsure")
+    meta = json.loads((unsure / "bundle.json").read_text())
+    meta["config"]["eval"]["sure_probability"] = 0.999  # this model is never that sure
+    (unsure / "bundle.json").write_text(json.dumps(meta))
+    code, out, _ = run(capsys, "predict", songs["metal"], "--model", unsure)
+    assert code == 0 and "new_metal.wav (3.0 s): not sure (the best genre has" in out and "metal" in out

@@ -85,3 +85,20 @@ def test_genre_tags_are_written_only_when_asked_and_existing_ones_are_kept(songs
         write_genre_tags(db, dry_run=False, overwrite=True)
         assert mutagen.File(tagged, easy=True)["genre"] == [dry["has_genre.flac"].new]
         assert tag_library(root, db, bundle=frozen_bundle).tagged == 0  # our own tag edits need no re-tagging
+
+
+def test_silence_is_recorded_as_no_music_and_gets_no_genre_tag(songs, frozen_bundle, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    shutil.copy(songs["blues"], root / "song.flac")
+    sf.write(root / "silence.flac", np.zeros(22050 * 5, np.float32), 22050)
+    with LibraryDB(tmp_path / "tags.sqlite") as db:
+        report = tag_library(root, db, bundle=frozen_bundle)
+        rows = {r["path"].rsplit("/", 1)[1]: r for r in db.rows()}
+        assert report.failed == 0 and rows["silence.flac"]["status"] == "no_music" and rows["silence.flac"]["genre"] is None
+        assert "silence" in rows["silence.flac"]["error"] and rows["song.flac"]["genre"] == "blues"
+        changes = write_genre_tags(db, dry_run=True)
+    assert [c.path.rsplit("/", 1)[1] for c in changes] == ["song.flac"]

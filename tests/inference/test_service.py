@@ -147,12 +147,39 @@ def test_web_page_upload_in_headless_chromium(server, songs, tmp_path):
         WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#bars .bar"))
         labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#bars .bar .label")]
         assert labels[0] == "classical" and len(labels) == 3
-        assert "new_classical.wav: classical" in driver.find_element(By.ID, "status").text
+        assert driver.find_element(By.ID, "status").text.startswith("new_classical.wav: classical")
         img = driver.find_element(By.ID, "spectrogram")
-        assert img.is_displayed() and driver.execute_script("return arguments[0].naturalWidth", img) == 387
+        assert img.is_displayed() and driver.execute_script("return arguments[0].naturalWidth", img) > 100
+        freq = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#freq-axis span")]
+        assert freq[0] == "0" and freq[-1] == "8k"  # a frequency axis, and a time axis below
+        assert [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#time-axis span")][0] == "0"
         driver.save_screenshot(str(tmp_path / "page.png"))
+        driver.find_element(By.ID, "file").send_keys(str(songs["long"]))  # 10 s in 3 s segments: a timeline
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "status").text.startswith("blues_then_metal"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#timeline .piece")) >= 3
+        assert driver.find_element(By.ID, "timeline-box").is_displayed()
+        silence = tmp_path / "silence.wav"
+        import numpy as np
+        import soundfile as sf
+
+        sf.write(silence, np.zeros(22050 * 5, np.float32), 22050)
+        driver.find_element(By.ID, "file").send_keys(str(silence))
+        WebDriverWait(driver, 30).until(lambda d: "no music" in d.find_element(By.ID, "status").text)
+        assert "silence" in driver.find_element(By.ID, "verdict").text and not driver.find_elements(By.CSS_SELECTOR, "#bars .bar")
         driver.find_element(By.ID, "file").send_keys(str(songs["corrupt"]))
         WebDriverWait(driver, 30).until(lambda d: "error" in d.find_element(By.ID, "status").get_attribute("class"))
         assert "corrupt.mp3" in driver.find_element(By.ID, "status").text
     finally:
         driver.quit()
+
+
+def test_silence_is_answered_as_no_music(server, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(22050 * 5, np.float32), 22050)
+    status, result = _call(server + "/predict", silence.read_bytes(), {"X-Filename": "silence.wav"})
+    assert status == 200 and result["status"] == "no_music" and result["genre"] is None and result["top"] == []
+    status, card = _call(server + "/model")
+    assert "bundle" not in card and "/" not in json.dumps(card.get("inputs"))  # no server paths

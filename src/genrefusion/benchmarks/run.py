@@ -93,7 +93,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
             results.append(keep[entry.label])
             continue
         run_dir = out_dir / suite.name / entry_dir_name(entry.label)
-        cfg_dict = entry_config(entry, data_root=data_root, quick=quick, seeds=seeds)
+        cfg_dict = entry_config(entry, data_root=data_root, quick=quick, seeds=suite.seeds or seeds)
         cfg_dict["name"] = f"{suite.name}/{run_dir.name} {entry.label}"
         cfg_dict["data"]["store"] = store
         log(f"[{suite.name}] {entry.label}")

@@ -98,7 +98,6 @@ def measure_speed(clips: list[Path], *, bundle: str | Path | None = None, profil
     shipped profiles, or ``bundle``): its inputs, its branches, prediction at each patch count of :data:`CURVE`
     on one core, end-to-end prediction of ``files`` files as FLAC and as 44.1 kHz stereo MP3 with 2 workers
     including start-up, in one process, and the naive baseline on ``baseline_clips`` clips."""
-    from genrefusion import audio
     from genrefusion.features import dsp
     from genrefusion.inference.predictor import PROFILES, reuse_freed_memory
 

@@ -41,11 +41,15 @@ class Suite:
     #: only to ``{}``) runs every other strategy (a test over the registries holds it to that) and its report
     #: says why not these; None: the suite compares no fusion strategies
     not_fused: dict[str, str] | None = None
+    #: seeds per entry on a fixed split whatever ``--seeds`` says (None: ``--seeds``), for a suite whose figures
+    #: are not about seed-to-seed spread
+    seeds: int | None = None
 
     @property
     def seeded(self) -> bool:
         """Whether ``--seeds`` shapes its results: an entry trains on a fixed split, once per seed."""
-        return any(e.config.get("protocol", {}).get("name", "holdout") in SEEDED_PROTOCOLS for e in self.entries)
+        return self.seeds is None and any(e.config.get("protocol", {}).get("name", "holdout") in SEEDED_PROTOCOLS
+                                          for e in self.entries)
 
 
 #: the key of ``after_run``'s result that holds numbers for the report, not a cell

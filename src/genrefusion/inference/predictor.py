@@ -284,7 +284,7 @@ class Predictor:
                               f"{end:.2f} s of audio; the model needs at least {self.min_seconds:g} s")
         if not probs:
             return Prediction(name, self.labels, zeros, end, windows, NO_MUSIC, level,
-                              f"silence: its loudest parts are at {_db(level)} (music is above {SILENCE_DB:g} dBFS)")
+                              f"silence: its loudest parts are at {_db(level)}; music is above {SILENCE_DB:g} dBFS")
         p = np.concatenate(probs)
         proba = aggregate(p, np.zeros(len(p), np.int64), 1, self.meta.get("aggregate", "mean"))[0]
         if proba.max() < self.sure_probability:
@@ -294,7 +294,7 @@ class Predictor:
 
 
 def _db(level: float) -> str:
-    return f"{level:.1f} dBFS" if np.isfinite(level) else "-inf dBFS (digital silence)"
+    return f"{level:.1f} dBFS" if np.isfinite(level) else "-inf dBFS, digital silence"
 
 
 def model_card(folder: Path, meta: dict) -> dict:
