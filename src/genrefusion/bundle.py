@@ -20,24 +20,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from genrefusion import __version__
 from genrefusion.errors import ModelError
-from genrefusion.fusion.model import FrozenFusion, FusionModel
-from genrefusion.fusion.registry import build_fusion
-from genrefusion.models.registry import build_branch, get_branch
-from genrefusion.training.data import Windowing
-from genrefusion.training.fit import Fitted
+
+if TYPE_CHECKING:
+    from genrefusion.training.fit import Fitted
 
 FORMAT = 1
+# torch and the model classes are imported where a bundle is written or rebuilt, not at import: reading a
+# bundle's metadata (read_meta) is what a process that only hands files to worker processes needs
 
 
 def _versions() -> dict[str, str]:
     import librosa
     import numpy
     import sklearn
+    import torch
 
     return {"genrefusion": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "librosa": librosa.__version__, "scikit-learn": sklearn.__version__}
@@ -46,6 +48,9 @@ def _versions() -> dict[str, str]:
 def save_bundle(fitted: Fitted, folder: str | Path, *, aggregate: str = "mean", config: dict | None = None,
                 card: dict | None = None) -> Path:
     """Write ``fitted`` to ``folder`` (created; files replaced atomically)."""
+    import torch
+
+    from genrefusion.fusion.model import FusionModel
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights: dict[str, Any] = {}
@@ -129,6 +134,13 @@ def read_meta(folder: str | Path) -> dict:
 
 def load_bundle(folder: str | Path) -> tuple[Fitted, dict]:
     """Rebuild the model of a bundle; returns it and the bundle's metadata."""
+    import torch
+
+    from genrefusion.fusion.model import FrozenFusion, FusionModel
+    from genrefusion.fusion.registry import build_fusion
+    from genrefusion.models.registry import build_branch
+    from genrefusion.training.data import Windowing
+    from genrefusion.training.fit import Fitted
     folder = Path(folder)
     meta = read_meta(folder)
     try:
@@ -172,6 +184,8 @@ def load_bundle(folder: str | Path) -> tuple[Fitted, dict]:
 def _no_initial_weights(net_spec: dict) -> dict:
     """The network spec with ``pretrained=False`` for branches that take it: the bundle's weights replace
     the initial (e.g. ImageNet) ones, which need not be read, nor their package installed."""
+    from genrefusion.models.registry import get_branch
+
     out = copy.deepcopy(net_spec)
     for b in out["branches"].values():
         if "pretrained" in get_branch(b["model"]).params:
@@ -179,6 +193,6 @@ def _no_initial_weights(net_spec: dict) -> dict:
     return out
 
 
-def _module(module: torch.nn.Module, state: dict) -> torch.nn.Module:
+def _module(module, state: dict):
     module.load_state_dict(state)
     return module.eval()

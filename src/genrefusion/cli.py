@@ -514,13 +514,20 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
     for clips shorter than the model needs). Bad files are reported and skipped (exit code 3 if any)."""
     import csv as csv_mod
 
-    from genrefusion.inference.predictor import STATUS_WORDS, Predictor, expand_paths, predict_files
+    from genrefusion.bundle import read_meta
+    from genrefusion.inference.predictor import (STATUS_WORDS, Predictor, audio_sources, check_backend, expand_paths,
+                                                 predict_files, resolve_bundle)
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     files, failed = expand_paths(paths)
-    predictor = Predictor(model, backend=backend, profile=profile)  # fails here, once, for a bad --model
-    top = min(top, len(predictor.labels))
+    # a bad --model fails here, once; with worker processes this process never loads the model (nor torch)
+    folder = resolve_bundle(model, profile)
+    meta = read_meta(folder)
+    audio_sources(meta, folder)
+    check_backend(backend)
+    predictor = Predictor(folder, backend=backend) if workers == 1 else None
+    top = min(top, len(meta["labels"]))
     results = []
     writer = csv_mod.writer(sys.stdout) if fmt == "csv" else None
     if writer:

@@ -128,3 +128,25 @@ def test_tags_command_text_and_json(tmp_path, capsys):
     data = json.loads(captured.out)
     assert data[0]["path"] == str(a) and len(data[0]["tags"]) == 50 and "classical" in data[0]["tags"]
     assert "bad.mp3" in captured.err
+
+
+@pytest.mark.parametrize("model", ["msd-musicnn", "mtt-musicnn"])
+def test_the_shipped_onnx_graphs_give_the_original_outputs(model, monkeypatch):
+    from genrefusion.pretrained import musicnn_onnx
+
+    assert musicnn_onnx.session(model) is not None, "the shipped graph or onnxruntime is missing"
+    ref = np.load(REFERENCE)
+    layers = ("logits", "penultimate", "max_mean_pool", "tags")
+    graph = mn.run_patches(model, ref["inputs"], layers=layers)  # through onnxruntime
+    for key in ("logits", "penultimate"):
+        np.testing.assert_allclose(graph[key], ref[f"{model}/{key}"], atol=TOLERANCE, rtol=0)
+    with torch.no_grad():
+        port = mn.load_musicnn(model)(torch.from_numpy(ref["inputs"]))
+    np.testing.assert_allclose(graph["max_mean_pool"], port["max_mean_pool"].numpy(), atol=1e-4, rtol=0)
+    monkeypatch.setenv("GENREFUSION_MUSICNN", "torch")
+    musicnn_onnx.session.cache_clear()
+    try:
+        assert musicnn_onnx.session(model) is None  # the switch back to torch
+        np.testing.assert_allclose(mn.run_patches(model, ref["inputs"], layers=layers)["tags"], graph["tags"], atol=1e-5)
+    finally:
+        musicnn_onnx.session.cache_clear()

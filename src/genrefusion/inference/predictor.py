@@ -30,8 +30,9 @@ from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.dsp import shared_spectra
 from genrefusion.features.registry import get_feature
 from genrefusion.pretrained.musicnn_spec import PATCH_SECONDS, patch_indices
-from genrefusion.training.data import InputData, TrackData
-from genrefusion.training.fit import predict_windows
+
+# torch (through training.data and training.fit) is imported where a model is loaded or run, not here: a process
+# that only hands files to worker processes (predict --workers 2, tag) starts without it
 
 #: The models that ship inside the package, one folder per profile (trained by the ``default-model`` and
 #: ``default-model-fast`` recipes, copied in by ``genrefusion model package``).
@@ -140,20 +141,12 @@ class Predictor:
         self.folder = folder
         self.fitted, self.meta = load_bundle(folder)
         self.labels = self.fitted.labels
-        cannot = [n for n, i in self.fitted.inputs.items() if not i.get("audio")]
-        if cannot:
-            raise ModelError(f"the model's input(s) {cannot} cannot be computed from audio (set inputs.<name>."
-                             "audio_feature in its run config)", path=folder)
-        sources = {n: dict(i["audio"]) for n, i in self.fitted.inputs.items()}
+        self.sources, self.sr = audio_sources(self.meta, folder)
         if patches is not None:
-            for s in sources.values():
+            for s in self.sources.values():
                 if "patches" in get_feature(s["feature"]).params:
                     s["params"] = {**s["params"], "patches": patches}
-        rates = {s["sr"] for s in sources.values()}
-        if len(rates) != 1:
-            raise ModelError(f"the model's inputs read audio at different rates {sorted(rates)}", path=folder)
-        self.sr = rates.pop()
-        self.sources = sources
+        sources = self.sources
         evaluation = self.meta.get("config", {}).get("eval", {})
         self.segment_s = float(evaluation.get("segment_s", 30.0))
         # every input reads only k 3 s patches of a segment: only those are decoded
@@ -162,13 +155,11 @@ class Predictor:
         self.min_seconds = float(evaluation.get("min_seconds") or MIN_SECONDS)
         self.sure_probability = float(evaluation.get("sure_probability") or SURE_PROBABILITY)
         self.model = self.fitted.model
-        if backend == "onnx":
+        if check_backend(backend) == "onnx":
             from genrefusion.inference.onnx import OnnxModel
 
             self.model = OnnxModel.for_bundle(folder, self.fitted)
-        elif backend != "torch":
-            raise ModelError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-        self.backend = backend
+        self.backend = check_backend(backend)
 
     @property
     def card(self) -> dict:
@@ -216,14 +207,19 @@ class Predictor:
         return self.pieces(audio.probe(path).duration,
                            lambda offset, seconds: audio.load(path, sr=self.sr, offset=offset, duration=seconds)[0])
 
-    def track_data(self, feats: list[dict[str, np.ndarray]]) -> TrackData:
-        """The model's input data for signals whose inputs are ``feats`` (one :meth:`features` dict each)."""
+    def track_data(self, feats: list[dict[str, np.ndarray]]):
+        """The model's input data (a ``TrackData``) for signals whose inputs are ``feats`` (one :meth:`features`
+        dict each)."""
+        from genrefusion.training.data import InputData, TrackData
+
         inputs = {n: InputData(n, i["feature"], i["layout"], [f[n] for f in feats], i["fps"])
                   for n, i in self.fitted.inputs.items()}
         return TrackData([str(k) for k in range(len(feats))], np.zeros(len(feats), np.int64), self.labels, inputs)
 
     def predict_signals(self, signals: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
         """Window probabilities ``(n_windows, C)``, each window's signal index and start (s) in it."""
+        from genrefusion.training.fit import predict_windows
+
         data = self.track_data([self.features(y) for y in signals])
         windows = self.fitted.windowing.eval_windows(data)
         p, idx = predict_windows(self.model, data, self.fitted.windowing, windows=windows)
@@ -256,8 +252,9 @@ class Predictor:
         return self.predict_pieces(name, self.pieces(y.size / self.sr, read))
 
     def predict_pieces(self, name: str, pieces) -> Prediction:
-        """The prediction for a file read as ``(start_s, signal)`` segments: silent segments are ``no_music``
-        windows, the others' windows are predicted and aggregated to the file."""
+        """The prediction for a file read as ``(start_s, length_s, signal)`` segments (:meth:`pieces`): silent
+        segments (what was read of them) are ``no_music`` windows, the others' windows are predicted and
+        aggregated to the file."""
         probs, windows, levels = [], [], []
         end = 0.0
         timed = any(i["fps"] for i in self.fitted.inputs.values())
@@ -291,6 +288,26 @@ class Predictor:
             return Prediction(name, self.labels, proba, end, windows, NOT_SURE, level,
                               f"the best genre has {100 * proba.max():.0f} %, below {100 * self.sure_probability:.0f} %")
         return Prediction(name, self.labels, proba, end, windows, OK, level)
+
+
+def audio_sources(meta: dict, folder: Path) -> tuple[dict[str, dict], int]:
+    """Each input's audio source (``{"feature", "params", "sr"}``, copies) and the one rate they read, from a
+    bundle's metadata; ModelError for a model that cannot predict on audio."""
+    cannot = [n for n, i in meta["inputs"].items() if not i.get("audio")]
+    if cannot:
+        raise ModelError(f"the model's input(s) {cannot} cannot be computed from audio (set inputs.<name>."
+                         "audio_feature in its run config)", path=folder)
+    sources = {n: {**i["audio"], "params": dict(i["audio"]["params"])} for n, i in meta["inputs"].items()}
+    rates = {s["sr"] for s in sources.values()}
+    if len(rates) != 1:
+        raise ModelError(f"the model's inputs read audio at different rates {sorted(rates)}", path=folder)
+    return sources, rates.pop()
+
+
+def check_backend(backend: str) -> str:
+    if backend not in ("torch", "onnx"):
+        raise ModelError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+    return backend
 
 
 def _db(level: float) -> str:

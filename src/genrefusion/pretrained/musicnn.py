@@ -228,11 +228,19 @@ PATCH_BATCH = 1
 def run_patches(model: str, patches: np.ndarray, batch: int = PATCH_BATCH,
                 layers: tuple[str, ...] = ("tags", "penultimate")) -> dict[str, np.ndarray]:
     """Each of ``layers`` (see ``VECTOR_LAYERS``; ``logits`` too) for each patch, ``(n_patches, D)``, from one
-    forward pass: by default the tag probabilities (D = 50) and the penultimate features."""
+    forward pass: by default the tag probabilities (D = 50) and the penultimate features. The network runs in
+    onnxruntime where its graph ships (:mod:`genrefusion.pretrained.musicnn_onnx`: the same outputs, faster),
+    otherwise in torch."""
     arch = MODELS[model][1]
     unknown = [layer for layer in layers if layer not in VECTOR_LAYERS[arch] + ("logits",)]
     if unknown:
         raise ModelError(f"{model} has no vector layer(s) {unknown}; it has {list(VECTOR_LAYERS[arch])}")
+    from genrefusion.pretrained import musicnn_onnx
+
+    if batch == PATCH_BATCH:
+        out = musicnn_onnx.run(model, np.ascontiguousarray(patches, np.float32), layers)
+        if out is not None:
+            return out
     net = load_musicnn(model)
     got: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     for s in range(0, len(patches), batch):
