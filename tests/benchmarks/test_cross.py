@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from genrefusion.benchmarks.cross import CURVE_PATCHES, DIRECTIONS, SHIPPED, cross_summary, entry_keys
+from genrefusion.benchmarks.cross import (CURVE_PATCHES, DIRECTIONS, cross_summary, entry_keys, shipped_key,
+                                          shipped_patches)
 from genrefusion.benchmarks.run import EntryResult, SuiteResult
 from genrefusion.benchmarks.suites import SUITES
 from genrefusion.errors import ModelError
@@ -26,7 +27,8 @@ def test_every_model_runs_in_both_directions_and_never_trains_on_its_target():
         assert e.config["protocol"].get("refit") or e.config["protocol"]["name"] == "holdout"
     image_models = {"gtzan_default", "table_lr", "pools_read_back"}
     assert all(dirs == {d.key for d in DIRECTIONS} for m, dirs in by_model.items() if m not in image_models)
-    assert {f"{p}_{k}" for _, p in SHIPPED for k in CURVE_PATCHES} <= set(by_model)
+    assert {shipped_key(k) for k in CURVE_PATCHES} <= set(by_model)
+    assert set(shipped_patches().values()) <= set(CURVE_PATCHES)  # each profile is a point of the curve
     assert len(entry_keys()) == len(suite.entries)
 
 
@@ -50,16 +52,16 @@ def _results(values: dict[tuple[str, str], float]) -> list[EntryResult]:
 
 def test_the_summary_pivots_each_model_into_leave_one_collection_out_and_the_patch_curve(tmp_path):
     values = {("zero_shot", "emotify"): 0.70, ("zero_shot", "gtzan"): 0.80,
-              ("fast_1", "emotify"): 0.66, ("fast_1", "gtzan"): 0.96, ("accurate_3", "emotify"): 0.76}
+              ("shipped_1", "emotify"): 0.66, ("shipped_1", "gtzan"): 0.96, ("shipped_3", "emotify"): 0.76}
     res = SuiteResult(SUITES["cross"], _results(values), 10.0)
     lines = cross_summary(res, tmp_path)
     text = "\n".join(lines)
     zero = next(line for line in lines if line.startswith("| zero-shot tagger: MSD + MTT"))
     assert "70.0 (10.0)" in zero and "80.0 (10.0)" in zero and zero.rstrip(" |").endswith("75.0")
-    accurate = next(line for line in lines if line.startswith("| shipped accurate profile (default-model), 3 patches"))
-    assert accurate.rstrip(" |").endswith("—")  # one direction only: no mean
-    assert "| fast | 1 | 66.0 | 96.0 | 81.0 |" in text and (tmp_path / "cross-loco.png").stat().st_size > 0
-    assert "fast, Emotify: classical 66 %" in text
+    three = next(line for line in lines if line.startswith("| the shipped model (default-model recipe), 3 patches"))
+    assert three.rstrip(" |").endswith("—")  # one direction only: no mean
+    assert "| 1 | fast | 66.0 | 96.0 | 81.0 |" in text and (tmp_path / "cross-loco.png").stat().st_size > 0
+    assert "fast, Emotify: classical 66 %" in text and "accurate, Emotify: classical 76 %" in text
 
 
 def test_the_card_takes_its_cross_figures_from_the_suite_and_names_weak_genres(tagger_bundle, tmp_path):  # noqa: F811
@@ -67,7 +69,7 @@ def test_the_card_takes_its_cross_figures_from_the_suite_and_names_weak_genres(t
     meta = json.loads((bundle / "bundle.json").read_text())
     meta["config"]["name"] = "default-model-fast"
     (bundle / "bundle.json").write_text(json.dumps(meta))
-    values = {("fast_1", "emotify"): 0.6, ("fast_1", "gtzan"): 0.9, ("zero_shot", "emotify"): 0.7,
+    values = {("shipped_1", "emotify"): 0.6, ("shipped_1", "gtzan"): 0.9, ("zero_shot", "emotify"): 0.7,
               ("zero_shot", "gtzan"): 0.8}
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"suites": {"cross": {"entries": [e.__dict__ for e in _results(values)]}}}))

@@ -33,3 +33,10 @@ def test_onnx_backend_needs_an_export_first(frozen_bundle, tmp_path):
     bundle = shutil.copytree(frozen_bundle, tmp_path / "bundle")
     with pytest.raises(ModelError, match="export --onnx"):
         Predictor(bundle, backend="onnx")
+
+
+def test_a_model_without_trained_networks_says_there_is_nothing_to_export(tagger_bundle, tmp_path):
+    bundle = shutil.copytree(tagger_bundle, tmp_path / "tagger")
+    with pytest.raises(ModelError, match="no trained network to export"):
+        export_onnx(bundle)
+    assert not (bundle / "onnx").exists()

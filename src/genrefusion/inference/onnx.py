@@ -63,6 +63,9 @@ def export_onnx(bundle: str | Path, *, check: bool = True, atol: float = 1e-4) -
     text = [n for n, i in fitted.inputs.items() if i["layout"] == "text"]
     if text:
         raise ModelError(f"inputs {text} are text, which ONNX graphs cannot take; export needs numeric inputs", path=folder)
+    if not _networks(fitted):
+        raise ModelError("the model has no trained network to export: its branches and fusion are fitted arrays "
+                         "(and pretrained networks it reads, like musicnn, run inside its features)", path=folder)
     out_dir = folder / "onnx"
     out_dir.mkdir(exist_ok=True)
     written, manifest = [], {}

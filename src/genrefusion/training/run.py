@@ -117,7 +117,8 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
                 card={"description": " ".join(cfg.description.split()),
                       "trained_on": " + ".join([cfg.data.path, *(c.path for c in cfg.data.collections)]),
                       "split": cfg.split.published or cfg.split.file or "random", "protocol": cfg.protocol.name,
-                      **measured, "reference": cfg.reference})
+                      **measured, "reference": cfg.reference,
+                      "tracks_per_genre": {g: int((data.y == i).sum()) for i, g in enumerate(data.labels)}})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     write_report(run_dir, metrics, config_to_dict(cfg), problems=problems, plots=plots)
     log(f"done in {metrics['seconds']:.1f} s: test accuracy {metrics['summary']['track']['accuracy']['mean']:.4f} "
