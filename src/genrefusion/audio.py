@@ -9,10 +9,15 @@ the rest. Every failure is an :class:`~genrefusion.errors.AudioError` naming the
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -199,12 +204,13 @@ def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tupl
         if want >= 0:
             expected = min(expected, want)
         try:
-            if start:
-                if f.seekable():
-                    f.seek(min(start, f.frames))
-                else:
-                    f.read(start, dtype="float32")
-            y = f.read(frames=want, dtype="float32", always_2d=True)
+            with _quiet_native_stderr(f.format == "MP3"):
+                if start:
+                    if f.seekable():
+                        f.seek(min(start, f.frames))
+                    else:
+                        f.read(start, dtype="float32")
+                y = f.read(frames=want, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"corrupt or truncated audio ({_short(err)})", path=path) from None
     if expected and y.shape[0] < expected * (1 - TRUNCATION_TOLERANCE) - 1:
@@ -212,6 +218,32 @@ def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tupl
             f"truncated audio: header promises {expected} frames, only {y.shape[0]} decode", path=path
         )
     return y, native_sr
+
+
+_STDERR = threading.Lock()
+
+
+@contextmanager
+def _quiet_native_stderr(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, the process's stderr (fd 2) goes to /dev/null for the block. libmpg123, inside libsndfile,
+    writes there itself ("part2_3_length too large for available bit count", dozens of lines) when a read starts
+    where the previous frames' bit reservoir is missing (a seek, which the shipped model's patch reading makes on
+    every segment), although the samples it returns are right (checked against a whole-file decode). fd 2 is the
+    whole process's, so blocks take turns (a lock) and are kept to the read itself."""
+    if not quiet:
+        yield
+        return
+    with _STDERR:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
 
 
 _DECLARED_SIZE = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
