@@ -2,7 +2,7 @@
 
 Each entry trains a model on one collection (every track of it: ``protocol.refit``; its own protocol's test
 figure is the *in-collection* one) and tests it on another, through the audio path ``genrefusion predict``
-takes, on the labels the two share. With the two collections of ../shared/data that have audio, GTZAN and
+takes, on the labels the two share. With the two collections of the shared data that have audio, GTZAN and
 Emotify, leaving one out and training on the rest is these two directions; the summary pivots each model's
 two entries into that leave-one-collection-out table. The shipped models' recipes run here too, each with the
 held-out collection taken out of its training data, and at several patch counts (the speed/accuracy curve).
@@ -145,7 +145,9 @@ def _entries() -> tuple[Entry, ...]:
 
 def entry_keys() -> dict[str, tuple[str, str]]:
     """Each entry's label -> (model key, held-out collection): how results.json rows are read back."""
-    return {e.label: (e.extra["model"], e.extra["direction"]) for e in _entries()}
+    from genrefusion.benchmarks.suites import get_suite
+
+    return {e.label: (e.extra["model"], e.extra["direction"]) for e in get_suite("cross").entries}
 
 
 def _target(entry: Entry) -> Direction:
