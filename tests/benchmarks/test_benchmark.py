@@ -44,7 +44,8 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
     assert len(acc["values"]) == 2  # two seeds on the fixed split
     assert "| train s |" in text.replace(" | wall s", "")  # the recorded training time of each entry
     entry = results["suites"]["synth"]["entries"][0]  # its confusion matrix over both seeds' test tracks
-    metrics = json.loads((Path(entry["run_dir"]) / "metrics.json").read_text())
+    assert entry["run_dir"] == f"synth/{Path(entry['run_dir']).name}"  # relative to --runs: no machine path
+    metrics = json.loads((tmp_path / "runs" / entry["run_dir"] / "metrics.json").read_text())
     assert entry["confusion"]["labels"] == metrics["labels"]
     assert sum(map(sum, entry["confusion"]["counts"])) == sum(e["n_test"] for e in metrics["evaluations"]) > 0
     assert "![confusion](benchmarks/synth-best-confusion.png)" in text
@@ -266,3 +267,18 @@ def test_the_gtzan_suites_reason_for_not_running_coattention_holds():
     # co-attention needs a time sequence from both branches; a table branch gives none (sequence length 0)
     with pytest.raises(ModelError, match="sequences"):
         build_fusion("coattention", branches={"cnn": (128, 10, 64), "mlp": (128, 10, 0)}, n_classes=10)
+
+
+def test_the_report_keeps_no_machine_paths():
+    from genrefusion.benchmarks.run import _portable_results, portable
+
+    assert portable("genrefusion benchmark cross --store /tmp/rr/store --runs /tmp/x/runs --seeds 1") == \
+        "genrefusion benchmark cross --store <store> --runs <runs> --seeds 1"
+    assert portable("genrefusion benchmark speed --store store --runs runs/benchmarks") == \
+        "genrefusion benchmark speed --store store --runs runs/benchmarks"  # relative paths read the same anywhere
+    stored = {"suites": {"s": {"provenance": {"command": "x --runs /tmp/r"}, "kept_from": ["`x --store /root/s`", {
+        "command": "y --data=/home/d"}], "entries": [{"run_dir": "/tmp/r/s/entry-1"}]}}, "speed": None}
+    _portable_results(stored)
+    section = stored["suites"]["s"]
+    assert section["provenance"]["command"] == "x --runs <runs>" and section["entries"][0]["run_dir"] == "s/entry-1"
+    assert section["kept_from"] == ["`x --store <store>`", {"command": "y --data=<data>"}]

@@ -41,7 +41,7 @@ def entry_dir_name(label: str) -> str:
 @dataclass
 class EntryResult:
     label: str
-    run_dir: str
+    run_dir: str  # the entry's run folder, relative to the command's --runs folder
     ok: bool
     seconds: float
     accuracy: dict | None = None  # {"mean", "std", "values"} of track accuracy
@@ -101,7 +101,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
         cells = suite.entry_cells(entry) if suite.entry_cells else {}
 
         def measured(summary: dict, extra: dict, **more) -> EntryResult:
-            return EntryResult(entry.label, str(run_dir), True, time.perf_counter() - t1, summary["track"]["accuracy"],
+            return EntryResult(entry.label, f"{suite.name}/{run_dir.name}", True, time.perf_counter() - t1, summary["track"]["accuracy"],
                                summary["track"]["macro_f1"], {b: v["accuracy"] for b, v in summary["branches"].items()},
                                extra={**cells, **extra, "train s": f"{summary['training_seconds']:.0f}"}, **more)
 
@@ -121,7 +121,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
             raise
         except Exception as err:  # one failing entry is reported, the suite goes on
             log(f"  FAILED: {err}")
-            results.append(EntryResult(entry.label, str(run_dir), False, time.perf_counter() - t1, extra=cells,
+            results.append(EntryResult(entry.label, f"{suite.name}/{run_dir.name}", False, time.perf_counter() - t1, extra=cells,
                                        error=f"{type(err).__name__}: {err}".splitlines()[0][:300]))
             (run_dir).mkdir(parents=True, exist_ok=True)
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
@@ -221,7 +221,7 @@ class Provenance:
     def now(cls, argv: list[str], quick: bool, seconds: float, seeds: int) -> "Provenance":
         import torch
 
-        return cls(" ".join(shlex.quote(a) for a in argv), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), quick,
+        return cls(portable(" ".join(shlex.quote(a) for a in argv)), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), quick,
                    f"genrefusion {__version__}, torch {torch.__version__}", _machine(), seconds, seeds)
 
     def line(self, *, seeded: bool = False) -> str:
@@ -262,6 +262,28 @@ def _kept_from_markdown(kept_from: list[dict | str], head: Provenance, *, seeded
         lines.append(f"- `{prov.command}` ({mode}), {prov.date}, {prov.seconds / 60:.1f} min"
                      + "".join(f"; {v}" for v in differs))
     return [*lines, ""]
+
+
+#: options whose value is a place on the machine that ran the command, and what a report says instead of it
+_MACHINE_PATHS = re.compile(r"(--(store|runs|data|out)[ =])(/[^\s`'\"]+)")
+
+
+def portable(command: str) -> str:
+    """A command line as the report keeps it: an absolute path given to ``--store``, ``--runs``, ``--data`` or
+    ``--out`` is that machine's, so it becomes ``<store>``, ``<runs>``, ...; relative paths stay."""
+    return _MACHINE_PATHS.sub(lambda m: f"{m[1]}<{m[2]}>", command)
+
+
+def _portable_results(stored: dict) -> None:
+    """Every command line in ``stored`` (results.json) through :func:`portable`, and every entry's run folder
+    relative to its ``--runs`` folder (``suite/entry``), also in sections earlier versions wrote."""
+    sections = [*stored["suites"].values(), *([stored["speed"]] if stored.get("speed") else [])]
+    for section in sections:
+        section["provenance"]["command"] = portable(section["provenance"]["command"])
+        section["kept_from"] = [{**k, "command": portable(k["command"])} if isinstance(k, dict) else portable(k)
+                                for k in section.get("kept_from", [])]
+        for e in section.get("entries", []):
+            e["run_dir"] = "/".join(Path(e["run_dir"]).parts[-2:])
 
 
 def load_results(path: Path) -> dict:
@@ -337,6 +359,7 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
                                             "entries": [e.__dict__ for e in res.entries]}
     if speed is not None:
         stored["speed"] = {"provenance": here.__dict__, "result": dataclasses.asdict(speed)}
+    _portable_results(stored)
     (assets / RESULTS_FILE).write_text(json.dumps(stored, indent=1), encoding="utf-8")
 
     ran += [SPEED] if speed is not None else []
