@@ -192,7 +192,7 @@ def _time_model(res: SpeedResult, profile: str | None, bundle, clips: list[Path]
     patches); returns its workers' peak memory (MB)."""
     from genrefusion import audio
     from genrefusion.errors import FeatureError
-    from genrefusion.inference.predictor import Predictor, predict_files
+    from genrefusion.inference.predictor import Predictor, array_reader, predict_files
 
     name = model_name(profile)
     predictor = Predictor(bundle, profile=profile)
@@ -203,7 +203,7 @@ def _time_model(res: SpeedResult, profile: str | None, bundle, clips: list[Path]
     predictor.predict_array(signals[0], sr=sr)  # warm-up: imports, caches
     n = min(len(signals), feature_clips)
     inputs = ", ".join(sorted({s["feature"] for s in predictor.sources.values()}))
-    pieces = [np.concatenate([y for *_, y in predictor.pieces(d, _reader(y, sr))]) for y, d in zip(signals, durations)]
+    pieces = [np.concatenate([y for *_, y in predictor.pieces(d, array_reader(y, sr))]) for y, d in zip(signals, durations)]
     for fft, secs in _time_fft_backends(lambda: [predictor.features(y) for y in pieces[:n]]).items():
         what = f"{name}: its inputs together ({inputs}), {fft} FFT"
         if isinstance(secs, FeatureError):  # ducc0 not installed
@@ -247,14 +247,6 @@ def _time_model(res: SpeedResult, profile: str | None, bundle, clips: list[Path]
     res.timings.append(Timing("baseline", f"{name}: {NAIVE}", k, base, float(sum(durations[:k]))))
     log(f"{name} naive baseline: {k / base:.1f} clips/s")
     return worker_peak
-
-
-def _reader(y: np.ndarray, sr: int):
-    def read(offset: float, seconds: float | None) -> np.ndarray:
-        first = int(round(offset * sr))
-        return y[first:] if seconds is None else y[first:first + int(round(seconds * sr))]
-
-    return read
 
 
 #: what the naive baseline does

@@ -244,12 +244,7 @@ class Predictor:
         if not np.all(np.isfinite(y)):
             raise ModelError("the signal has NaN or infinite samples", path=name)
         y = audio.resample(y, orig_sr=sr, target_sr=self.sr) if sr != self.sr else y
-
-        def read(offset: float, seconds: float | None) -> np.ndarray:
-            first = int(round(offset * self.sr))
-            return y[first:] if seconds is None else y[first:first + int(round(seconds * self.sr))]
-
-        return self.predict_pieces(name, self.pieces(y.size / self.sr, read))
+        return self.predict_pieces(name, self.pieces(y.size / self.sr, array_reader(y, self.sr)))
 
     def predict_pieces(self, name: str, pieces) -> Prediction:
         """The prediction for a file read as ``(start_s, length_s, signal)`` segments (:meth:`pieces`): silent
@@ -288,6 +283,15 @@ class Predictor:
             return Prediction(name, self.labels, proba, end, windows, NOT_SURE, level,
                               f"the best genre has {100 * proba.max():.0f} %, below {100 * self.sure_probability:.0f} %")
         return Prediction(name, self.labels, proba, end, windows, OK, level)
+
+
+def array_reader(y: np.ndarray, sr: int) -> Callable[[float, float | None], np.ndarray]:
+    """``read(offset_s, duration_s or None)`` over a signal in memory, as :meth:`Predictor.pieces` reads a file."""
+    def read(offset: float, seconds: float | None) -> np.ndarray:
+        first = int(round(offset * sr))
+        return y[first:] if seconds is None else y[first:first + int(round(seconds * sr))]
+
+    return read
 
 
 def audio_sources(meta: dict, folder: Path) -> tuple[dict[str, dict], int]:
