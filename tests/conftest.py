@@ -74,3 +74,48 @@ def fit_steps(module, forward, y, *, lr: float, max_steps: int = 200, min_steps:
         if min_steps is not None and step >= min_steps and loss.item() < stop_loss:
             break
     return losses
+
+
+def descendants(pid: int) -> list[int]:
+    """Live (not zombie) processes below ``pid``, read from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it ended while we looked
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that still run (zombies count as gone: they hold no memory and no files)."""
+    live = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            live.append(pid)
+    return live
+
+
+def wait_for(condition, timeout: float, step: float = 0.05):
+    """Poll ``condition()`` until it is truthy (returned) or ``timeout`` seconds pass (None)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    return None

@@ -8,7 +8,6 @@ were bad (they are listed, and for ``extract`` written to ``failures.csv`` in th
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from genrefusion import __version__
-from genrefusion.errors import ConfigError, GenreFusionError
+from genrefusion.errors import GenreFusionError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -55,8 +54,19 @@ def _progress(label: str):
     bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                    console=err, disable=not err.is_terminal, transient=False)
     task = bar.add_task(label, total=None)
-    with bar:
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    seen = [0, None]
+
+    def update(done: int, total: int | None) -> None:
+        seen[:] = done, total
+        bar.update(task, completed=done, total=total)
+
+    try:
+        with bar:
+            yield update
+    except KeyboardInterrupt:
+        err.print(f"{label}: stopped at {seen[0]} of {seen[1] if seen[1] is not None else '?'}; what finished is "
+                  "kept and a re-run resumes from there", markup=False, highlight=False)
+        raise
 
 
 def _open(path: Path, kind: str | None):
@@ -159,7 +169,7 @@ def _parse_sets(sets: list[str]) -> dict[str, dict]:
         name, eq, value = item.partition("=")
         feature, dot, param = name.partition(".")
         if not (eq and dot and feature and param):
-            raise ConfigError(f"--set expects FEATURE.PARAM=VALUE, got {item!r}")
+            raise UsageError(f"--set expects FEATURE.PARAM=VALUE, got {item!r}")
         params.setdefault(feature.strip(), {})[param.strip()] = yaml.safe_load(value)
     return params
 
@@ -226,7 +236,7 @@ def splits_make(dataset: Path = typer.Argument(..., help="Dataset folder, manife
         try:
             parts = {k.strip(): float(v) for k, v in (p.split("=") for p in fractions.split(","))}
         except ValueError:
-            raise ConfigError(f"--fractions expects part=fraction,..., got {fractions!r}") from None
+            raise UsageError(f"--fractions expects part=fraction,..., got {fractions!r}") from None
         split = stratified_split(ds, fractions=parts, seed=seed, group_by_artist=by_artist)
     split.save(out_file, ds)
     out.print(f"{split.name}: " + ", ".join(f"{p} {n}" for p, n in split.counts().items()) + f" -> {out_file}",
@@ -341,7 +351,7 @@ def evaluate_cmd(run: Path = typer.Argument(..., help="A run folder (with bundle
     for item in inputs:
         name, eq, feature = item.partition("=")
         if not eq or not name or not feature:
-            raise ConfigError(f"--input expects NAME=FEATURE, got {item!r}")
+            raise UsageError(f"--input expects NAME=FEATURE, got {item!r}")
         pairs[name.strip()] = feature.strip()
     result = evaluate_run(run, data=data, kind=kind, inputs=pairs or None, log=_log)
     t = result["track"]
@@ -405,15 +415,9 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                       "—", "GTZAN's real 30 s clips, the packaged default model")
         out.print(table)
         return
-    # a stopped command (kill, the end of a batch job) writes what it finished, as Ctrl-C does
-    signal.signal(signal.SIGTERM, _interrupt)
     path = benchmark(list(suites or [*SUITES, SPEED]), data_root=str(data or data_root()), out=report, runs_dir=runs,
                      quick=quick, seeds=seeds, store=str(store), resume=resume, rerun=tuple(rerun or ()), log=_log)
     out.print(f"wrote {path}", highlight=False)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @app.command("tags")
@@ -425,9 +429,9 @@ def tags_cmd(paths: list[Path] = typer.Argument(..., help="Audio files."),
     from genrefusion.pretrained.musicnn import MODELS, tag_file
 
     if model not in MODELS:
-        raise ConfigError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+        raise UsageError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
     if fmt not in ("text", "json"):
-        raise ConfigError(f"--format must be text or json, got {fmt!r}")
+        raise UsageError(f"--format must be text or json, got {fmt!r}")
     results, failed = [], []
     for path in paths:
         try:
@@ -484,7 +488,7 @@ def model_package(run: Path = typer.Argument(..., help="A run folder of the defa
     from genrefusion.inference.predictor import DEFAULT_ROOT, PROFILES, resolve_bundle
 
     if profile not in PROFILES:
-        raise ConfigError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+        raise UsageError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     folder = resolve_bundle(run)
     read_meta(folder)
     target = DEFAULT_ROOT / profile
@@ -519,7 +523,7 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
                                                  predict_files, resolve_bundle)
 
     if fmt not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     files, failed = expand_paths(paths)
     # a bad --model fails here, once; with worker processes this process never loads the model (nor torch)
     folder = resolve_bundle(model, profile)
@@ -588,7 +592,7 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
     from genrefusion.inference.library import LibraryDB, export, tag_library, write_genre_tags
 
     if (overwrite or dry_run) and not write_tags:
-        raise ConfigError("--overwrite and --dry-run apply to --write-tags; add it")
+        raise UsageError("--overwrite and --dry-run apply to --write-tags; add it")
     with LibraryDB(db) as database, _progress("tagging") as update:
         report = tag_library(library, database, bundle=model, profile=profile, workers=workers, backend=backend,
                              on_progress=update,
@@ -634,32 +638,37 @@ def export_cmd(model: Optional[Path] = typer.Argument(None, help=MODEL_HELP),
     from genrefusion.inference.predictor import resolve_bundle
 
     if not onnx:
-        raise ConfigError("name a format: --onnx")
+        raise UsageError("name a format: --onnx")
     for path in export_onnx(resolve_bundle(model), atol=atol):
         out.print(f"wrote {path}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: GenreFusionError becomes one line on stderr and exit code 1."""
-    try:
-        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
-    except GenreFusionError as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        return EXIT_ERROR
-    except typer.Exit as e:
-        return e.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted; completed work is kept and a re-run resumes", markup=False)
-        return 130
-    except Exception as e:
-        if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer vendors click)
-            e.show()
-            return EXIT_USAGE
-        if type(e).__name__ == "Abort":
-            return 130
-        raise
-    return code if isinstance(code, int) else EXIT_OK
+    from genrefusion.workers import stop_on_signals
 
+    # SIGTERM (kill, a batch system's stop) unwinds like Ctrl-C: workers stopped, finished work committed
+    with stop_on_signals() as stop:
+        try:
+            code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
+        except GenreFusionError as e:
+            err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+            return e.exit_code
+        except typer.Exit as e:
+            code = e.exit_code
+        except KeyboardInterrupt:
+            code = 130
+        except Exception as e:
+            if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer vendors click)
+                e.show()
+                return EXIT_USAGE
+            if type(e).__name__ != "Abort":
+                raise
+            code = 130
+    if stop.signum is not None:  # typer turns the interrupt into exit code 130 whatever the signal
+        err.print("interrupted; completed work is kept and a re-run resumes", markup=False)
+        return stop.exit_code
+    return code if isinstance(code, int) else EXIT_OK
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,5 +40,11 @@ class ConfigError(GenreFusionError):
     """A configuration value or option is invalid."""
 
 
+class UsageError(ConfigError):
+    """A command-line option has a value the command does not take (exit code 2, as for a wrong command line)."""
+
+    exit_code = 2
+
+
 class ModelError(GenreFusionError):
     """An unknown or misconfigured branch, fusion strategy or model bundle."""

@@ -67,7 +67,7 @@ def test_tag_command_with_export_and_dry_run(capsys, frozen_bundle, songs, tmp_p
     assert "would write genre" in out and len(json.loads(exported.read_text())) == 4
     code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle)
     assert code == 0 and "4 unchanged, 0 tagged" in out
-    assert run(capsys, "tag", lib, "--db", db, "--dry-run")[0] == 1  # --dry-run without --write-tags
+    assert run(capsys, "tag", lib, "--db", db, "--dry-run")[0] == 2  # --dry-run without --write-tags: a usage error
 
 
 def test_export_onnx_command(capsys, joint_bundle, tmp_path, songs):

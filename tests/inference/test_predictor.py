@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from genrefusion import audio
-from genrefusion.errors import AudioError, ModelError
+from genrefusion.errors import AudioError, ModelError, UsageError
 from genrefusion.inference.predictor import Predictor, expand_paths, predict_files
 from tests.training.conftest import GENRES
 
@@ -192,5 +192,5 @@ def test_profiles_pick_a_bundle_of_a_profiled_folder_and_are_refused_elsewhere(t
     assert resolve_bundle(tmp_path / "model", "accurate") == tmp_path / "model" / "accurate"
     with pytest.raises(ModelError, match="has no profiles"):
         resolve_bundle(frozen_bundle, "fast")
-    with pytest.raises(ModelError, match="profile must be one of"):
+    with pytest.raises(UsageError, match="profile must be one of"):
         resolve_bundle(tmp_path / "model", "slow")

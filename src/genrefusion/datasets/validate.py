@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import Callable
 
 from genrefusion.datasets.base import Dataset, Problem
@@ -49,9 +47,11 @@ def validate_dataset(dataset: Dataset, *, decode: bool = False, workers: int = 1
     if on_progress:
         on_progress(0, len(jobs))
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            results = pool.map(_check, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers))))
-            problems += _collect(results, len(jobs), on_progress)
+        from genrefusion.workers import CRASHED, run_pool
+
+        results = ((r or (job[0], job[2], CRASHED)) for job, r in run_pool(_check, jobs, workers=workers,
+                                                                        in_flight_per_worker=16))
+        problems += sorted(_collect(results, len(jobs), on_progress), key=lambda p: str(p.path))
     else:
         problems += _collect(map(_check, jobs), len(jobs), on_progress)
     return problems

@@ -16,10 +16,7 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +27,7 @@ from genrefusion.errors import AudioError, FeatureError, GenreFusionError
 from genrefusion.features.dsp import shared_spectra
 from genrefusion.features.registry import INPUTS, FeatureSpec, default_features, get_feature
 from genrefusion.features.store import FeatureStore, array_digest, file_digest
+from genrefusion.workers import CRASHED, run_pool
 
 COMMIT_SECONDS = 2.0
 COMMIT_ITEMS = 64
@@ -125,14 +123,6 @@ def _where(task: dict) -> str:
 
 
 # ---- worker side -------------------------------------------------------------------------------
-
-def _init_worker() -> None:
-    # One BLAS/OpenMP thread per worker: N workers on N cores, no oversubscription.
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
-
 
 def _compute(task: dict) -> dict:
     """Run in a worker: fingerprint the input, load it once, compute the features still needed."""
@@ -240,7 +230,8 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
                 for task in tasks:
                     accept(_compute(task), task)
         else:
-            _run_pool(tasks, config.workers, accept, failures)
+            for task, result in run_pool(_compute, tasks, workers=config.workers):
+                accept(result if result is not None else {"track_id": task["track_id"], "fatal": CRASHED}, task)
         commit()
     finally:
         for w in writers.values():
@@ -280,38 +271,6 @@ def _plan_tasks(dataset, store, config, jobs, stored) -> tuple[list[dict], int]:
             tasks.append({"track_id": track.track_id, "kind": kind, "source": source, "fingerprint": known,
                           "jobs": job_state, "audio": audio_cfg})
     return tasks, up_to_date
-
-
-def _run_pool(tasks: list[dict], workers: int, accept, failures: list[Failure]) -> None:
-    queue = list(reversed(tasks))
-    suspects: list[dict] = []
-    ctx = get_context("spawn")  # no fork: the parent may hold threads (progress bar) and SQLite handles
-    while queue or suspects:
-        isolating = not queue
-        if isolating:  # after a crash: retry the tracks that were in flight one by one
-            queue, suspects = suspects[::-1], []
-        limit = 1 if isolating else 2 * workers
-        pool = ProcessPoolExecutor(max_workers=1 if isolating else workers, mp_context=ctx, initializer=_init_worker)
-        in_flight: dict = {}
-        try:
-            while queue or in_flight:
-                while queue and len(in_flight) < limit:
-                    task = queue.pop()
-                    in_flight[pool.submit(_compute, task)] = task
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    result = fut.result()  # raises BrokenProcessPool if a worker died
-                    accept(result, in_flight.pop(fut))
-        except BrokenProcessPool:
-            if isolating:  # alone in its pool, so this input is what killed the worker
-                (task,) = in_flight.values()
-                path = _where(task)
-                failures.append(Failure(task["track_id"], path, "*", "worker process crashed on this input "
-                                        "(decoder fault or out of memory)"))
-            else:
-                suspects.extend(in_flight.values())
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_run(report: ExtractReport, config: ExtractConfig, run_dir: Path, dataset: Dataset, store: FeatureStore) -> None:

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from genrefusion import audio
-from genrefusion.errors import GenreFusionError, ModelError
+from genrefusion.errors import GenreFusionError, ModelError, UsageError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.dsp import shared_spectra
 from genrefusion.features.registry import get_feature
@@ -310,7 +310,7 @@ def audio_sources(meta: dict, folder: Path) -> tuple[dict[str, dict], int]:
 
 def check_backend(backend: str) -> str:
     if backend not in ("torch", "onnx"):
-        raise ModelError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        raise UsageError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     return backend
 
 
@@ -333,7 +333,7 @@ def resolve_bundle(bundle: str | Path | None, profile: str | None = None) -> Pat
     """The bundle folder meant by ``bundle`` (None: the packaged default model) and ``profile`` (for a folder
     of profiles; None: :data:`DEFAULT_PROFILE`)."""
     if profile is not None and profile not in PROFILES:
-        raise ModelError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+        raise UsageError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     folder = DEFAULT_ROOT if bundle is None else Path(bundle)
     if (folder / "bundle" / "bundle.json").is_file():
         folder = folder / "bundle"
@@ -387,18 +387,16 @@ def reuse_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 * 2**20)  # and up to 256 MB of free heap stays with the process
 
 
-# One predictor per worker process, made by the pool's initializer.
+# One predictor per worker process, made by the pool's setup.
 _WORKER: Predictor | None = None
 
 
 def _init_worker(bundle, backend, profile) -> None:
     import torch
-    from threadpoolctl import threadpool_limits
 
     global _WORKER
     reuse_freed_memory()
     torch.set_num_threads(1)  # the pool gives the parallelism; threads inside each would fight for cores
-    threadpool_limits(1)  # numpy's BLAS too
     _WORKER = Predictor(bundle, backend=backend, profile=profile)
     _WORKER.warm_up()
 
@@ -434,17 +432,12 @@ def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, 
                 result = _predict_with(predictor, p)
             yield result
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from genrefusion.workers import CRASHED, map_ordered, run_pool
 
-    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(bundle, backend, profile)) as pool:
-        if ordered:
-            yield from pool.map(_predict_one, paths, chunksize=4)
-        else:
-            futures = [pool.submit(_predict_one, p) for p in paths]
-            for f in as_completed(futures):
-                yield f.result()
+    results = (map_ordered if ordered else run_pool)(_predict_one, paths, workers=workers, setup=_init_worker,
+                                                     setup_args=(bundle, backend, profile))
+    for path, result in results:
+        yield result if result is not None else (path, None, CRASHED)
 
 
 def expand_paths(items: list[str | Path]) -> tuple[list[Path], list[str]]:

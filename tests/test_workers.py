@@ -1,0 +1,58 @@
+"""The worker pool every long command uses: a crashed worker costs one input, interrupts stop it at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from genrefusion.workers import map_ordered, run_pool
+from tests.conftest import alive, descendants
+
+
+def square_or_die(x: int) -> int:
+    if x == 7:  # what a decoder fault or the OOM killer does to a worker
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def slow(x: int) -> int:
+    time.sleep(30)
+    return x
+
+
+def test_a_task_that_kills_its_worker_is_named_and_every_other_task_finishes():
+    results = dict(run_pool(square_or_die, range(20), workers=2))
+    assert results.pop(7) is None
+    assert results == {x: x * x for x in range(20) if x != 7}
+
+
+def test_ordered_results_keep_the_input_order_around_a_crash():
+    assert list(map_ordered(square_or_die, list(range(10)), workers=2)) == [
+        (x, None if x == 7 else x * x) for x in range(10)]
+
+
+def _workers() -> list[int]:
+    return [p for p in descendants(os.getpid()) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def test_an_interrupt_stops_the_workers_at_once_instead_of_waiting_for_their_tasks():
+    seen = {}
+
+    def ring(signum, frame):  # an interrupt arriving while the pool waits for results
+        seen["workers"], seen["at"] = _workers(), time.monotonic()
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, 3.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(run_pool(slow, range(4), workers=2))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    assert len(seen["workers"]) == 2, "the workers must be running for this test to mean anything"
+    assert time.monotonic() - seen["at"] < 2.0 and not alive(seen["workers"])
