@@ -8,9 +8,11 @@ the rest. Every failure is an :class:`~genrefusion.errors.AudioError` naming the
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
+import stat
 import sys
 import threading
 from contextlib import contextmanager
@@ -56,13 +58,76 @@ def is_audio_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
+def path_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a file, in words (None: a regular, non-empty, readable file)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return f"broken symbolic link (to {os.readlink(path)})"
+        if err.errno == errno.EACCES:
+            return "permission denied"
+        return "file not found"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        return f"not a regular file: {kind}"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError("file not found", path=path)
-    if not path.is_file():
-        raise AudioError("not a regular file", path=path)
-    if path.stat().st_size == 0:
-        raise AudioError("empty file (0 bytes)", path=path)
+    problem = path_problem(path)
+    if problem is not None:
+        raise AudioError(problem, path=path)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry of a folder (or a path a user named) that is not processed, and why."""
+
+    path: str
+    reason: str
+    failed: bool  # True: meant as audio but unreadable (counts as a failure); False: not audio by its name
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def scan_audio(root: str | Path) -> tuple[list[Path], list[Skipped]]:
+    """Audio files below folder ``root`` (recursive, sorted, symbolic links followed to files) and every
+    other entry with its reason: broken links, link loops, FIFOs and other non-files, folders named like
+    audio, unreadable files, and files whose name is not audio."""
+    files: list[Path] = []
+    skipped: list[Skipped] = []
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for d in dirs:
+            if os.path.islink(os.path.join(folder, d)):  # not followed: a link can lead back up the tree
+                skipped.append(Skipped(os.path.join(folder, d), "symbolic link to a folder (not followed; name the "
+                                       "folder itself)", False))
+            elif is_audio_path(d):  # a folder named x.mp3: walked into, and said
+                skipped.append(Skipped(os.path.join(folder, d), "a folder named like an audio file", True))
+        for name in sorted(names):
+            path = Path(folder) / name
+            problem = path_problem(path)
+            if not is_audio_path(path):
+                if problem is None or "link" not in problem:
+                    skipped.append(Skipped(str(path), f"not an audio file name ({path.suffix or 'no extension'})",
+                                           False))
+                    continue
+            if problem is not None and problem != "empty file (0 bytes)":  # an empty file fails on decode
+                skipped.append(Skipped(str(path), problem, True))
+            else:
+                files.append(path)
+    return files, skipped
 
 
 def probe(path: str | Path) -> AudioInfo:
@@ -70,7 +135,8 @@ def probe(path: str | Path) -> AudioInfo:
     path = Path(path)
     _check_file(path)
     try:
-        info = sf.info(str(path))
+        with _quiet_native_stderr(path.suffix.lower() == ".mp3"):
+            info = sf.info(str(path))
         if info.samplerate > 0 and info.channels > 0:
             return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), "soundfile")
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
@@ -99,18 +165,35 @@ def _probe_pyav(path: Path, sf_err) -> AudioInfo:
     except AudioError:
         raise
     except Exception as err:  # PyAV raises many FFmpeg error types
-        raise AudioError(
-            f"not a decodable audio file (libsndfile: {_short(sf_err)}; ffmpeg: {_short(err)})", path=path
-        ) from None
+        raise _undecodable(path, sf_err, err) from None
+
+
+#: What decoders say, in words a person understands (first match wins; the rest is kept as said).
+_PLAIN = (
+    (r"File does not exist or is not a regular file", "format not recognised"),  # libsndfile, for non-MP3 data
+    (r"Format not recognised", "format not recognised"),
+    (r"Invalid data found when processing input", "invalid data"),
+    (r"^End of file", "no audio data"),
+    (r"psf_fseek\(\) failed|unexpected end of file|End of file", "the file ends early"),
+    (r"lost sync", "the data is damaged (decoder lost sync)"),
+)
 
 
 def _short(err) -> str:
-    """First line of a decoder's message, without the path (the error names the file already)."""
+    """A decoder's message in words, first line only, without the path (the error names the file already)."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     text = re.sub(r"^Error opening '.*?': ", "", text)
     text = re.sub(r"^\[Errno -?\d+\] ", "", text)
     text = re.sub(r": '[^']*'$", "", text)
-    return text[:160]
+    for pattern, plain in _PLAIN:
+        if re.search(pattern, text):
+            return plain
+    return text.rstrip(".")[:160]
+
+
+def _undecodable(path: Path, sf_err, ff_err) -> AudioError:
+    return AudioError(f"not audio, or too damaged to decode (libsndfile: {_short(sf_err)}; ffmpeg: {_short(ff_err)})",
+                      path=path)
 
 
 def to_mono(y: np.ndarray) -> np.ndarray:
@@ -169,7 +252,7 @@ def load(
     except _FallBack as fb:
         y, native_sr = _decode_pyav(path, offset, duration, fb.reason)
     if y.shape[0] == 0:
-        what = "nothing after the requested offset" if offset > 0 else "zero-length audio (no samples)"
+        what = "nothing after the requested offset" if offset > 0 else "no audio samples decode (not audio, or damaged)"
         raise AudioError(what, path=path)
     if not np.all(np.isfinite(y)):
         raise AudioError("audio contains NaN or infinite samples", path=path)
@@ -192,7 +275,8 @@ class _FallBack(Exception):
 
 def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     try:
-        f = sf.SoundFile(str(path))
+        with _quiet_native_stderr(path.suffix.lower() == ".mp3"):  # libmpg123 talks while it looks for frames
+            f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise _FallBack(err) from None
     with f:
@@ -212,7 +296,7 @@ def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tupl
                         f.read(start, dtype="float32")
                 y = f.read(frames=want, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioError(f"corrupt or truncated audio ({_short(err)})", path=path) from None
+            raise AudioError(f"damaged or truncated audio: {_short(err)}", path=path) from None
     if expected and y.shape[0] < expected * (1 - TRUNCATION_TOLERANCE) - 1:
         raise AudioError(
             f"truncated audio: header promises {expected} frames, only {y.shape[0]} decode", path=path
@@ -291,9 +375,7 @@ def _decode_pyav(path: Path, offset: float, duration: float | None, sf_err) -> t
     except AudioError:
         raise
     except Exception as err:
-        raise AudioError(
-            f"not a decodable audio file (libsndfile: {_short(sf_err)}; ffmpeg: {_short(err)})", path=path
-        ) from None
+        raise _undecodable(path, sf_err, err) from None
     if not chunks:
         return np.zeros((0, 1), np.float32), native_sr
     return np.concatenate(chunks).astype(np.float32, copy=False), native_sr

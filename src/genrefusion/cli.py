@@ -524,7 +524,7 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    files, failed = expand_paths(paths)
+    files, skipped = expand_paths(paths)
     # a bad --model fails here, once; with worker processes this process never loads the model (nor torch)
     folder = resolve_bundle(model, profile)
     meta = read_meta(folder)
@@ -535,13 +535,32 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
     results = []
     writer = csv_mod.writer(sys.stdout) if fmt == "csv" else None
     if writer:
-        writer.writerow(["path", "status", "start_s", "end_s",
+        writer.writerow(["path", "status", "reason", "start_s", "end_s",
                          *[f"{k}{i}" for i in range(1, top + 1) for k in ("genre", "p")]])
+    n_failed = 0
+
+    def not_taken(path: str, status: str, reason: str) -> None:
+        """A file that gives no prediction, in every format: an error, or skipped for its name."""
+        row = {"path": path, "status": status, "reason": reason}
+        if fmt == "json":
+            results.append(row)
+        elif fmt == "jsonl":
+            print(json.dumps(row), flush=True)
+        elif writer:
+            writer.writerow([path, status, reason])
+        if status == "error":
+            err.print(f"error: {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
+
+    for s in skipped:
+        n_failed += s.failed
+        not_taken(s.path, "error" if s.failed else "skipped", s.reason)
+    if fmt == "text":
+        _say_skipped([s for s in skipped if not s.failed])
     for path, pred, error in predict_files(files, bundle=model, workers=workers, backend=backend,
                                             predictor=predictor, profile=profile):
         if error is not None:
-            failed.append(error)
-            err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+            n_failed += 1
+            not_taken(path, "error", error)
             continue
         d = pred.to_dict(top_k=top, timeline=timeline)
         if fmt == "json":
@@ -556,7 +575,8 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
                 [(w.status, w.start_s, w.end_s, ranked(w.proba) if w.status == "ok" else []) for w in pred.windows]
                 if timeline else [])
             for status, start, end, best in rows:
-                writer.writerow([path, status, "" if start is None else f"{start:.2f}", "" if end is None else f"{end:.2f}",
+                writer.writerow([path, status, pred.reason if start is None else "",
+                                 "" if start is None else f"{start:.2f}", "" if end is None else f"{end:.2f}",
                                  *[v for g, p in best for v in (g, f"{p:.5f}")]])
         else:
             words = STATUS_WORDS[pred.status]
@@ -569,9 +589,36 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
                 out.print(f"    {w['start_s']:7.1f}-{w['end_s']:7.1f} s  {what}", highlight=False)
     if fmt == "json":
         print(json.dumps(results, indent=1))
-    if failed and fmt == "text":
-        err.print(f"{len(failed)} file(s) failed", markup=False)
-    raise typer.Exit(EXIT_PARTIAL if failed else EXIT_OK)
+    if n_failed:
+        err.print(f"{n_failed} file(s) failed", markup=False)
+    raise typer.Exit(EXIT_PARTIAL if n_failed else EXIT_OK)
+
+
+#: The optional extras a command needs (as in ``pip install 'genrefusion[serve]'``) and the modules they bring.
+EXTRAS = {"serve": ("fastapi", "uvicorn", "multipart"), "onnx": ("onnx",), "tags": ("mutagen",)}
+
+
+def _needs(extra: str, what: str) -> None:
+    """One line naming the install that fixes a missing extra, before any work is done."""
+    import importlib.util
+
+    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise GenreFusionError(f"{what} needs the optional '{extra}' extra ({', '.join(missing)} not installed): "
+                               f"pip install 'genrefusion[{extra}]'")
+
+
+def _say_skipped(skipped: list, limit: int = 5) -> None:
+    """Entries of the named folders left out for their names: counted by kind, the first few named."""
+    if not skipped:
+        return
+    kinds: dict[str, int] = {}
+    for s in skipped:
+        kinds[s.reason] = kinds.get(s.reason, 0) + 1
+    err.print(f"skipped {len(skipped)} entries that are not audio: " + "; ".join(f"{n} {r}" for r, n in kinds.items())
+              + " (--format json lists them all)", markup=False, highlight=False, soft_wrap=True)
+    for s in skipped[:limit]:
+        err.print(f"  skipped: {s}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("tag")
@@ -587,28 +634,45 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
             write_tags: bool = typer.Option(False, "--write-tags", help="Write the predicted genre into each "
                                             "file's genre tag (mutagen)."),
             overwrite: bool = typer.Option(False, "--overwrite", help="With --write-tags: replace existing genres."),
-            dry_run: bool = typer.Option(False, "--dry-run", help="With --write-tags: only show what would change.")):
-    """Tag a whole library: predictions go to an SQLite file; files' own tags only with --write-tags."""
-    from genrefusion.inference.library import LibraryDB, export, tag_library, write_genre_tags
+            dry_run: bool = typer.Option(False, "--dry-run", help="With --write-tags: only show what would change."),
+            prune: bool = typer.Option(False, "--prune", help="Delete the rows of files no longer in the library "
+                                       "(default: keep them, marked missing).")):
+    """Tag a whole library: predictions go to an SQLite file that mirrors it (new, changed and failed files are
+    (re)done, gone files marked missing); files' own tags only with --write-tags. Exit code 3 while any file fails."""
+    from genrefusion.audio import path_problem
+    from genrefusion.inference.library import LibraryDB, check_export, export, tag_library, write_genre_tags
 
+    # everything that can be wrong with the command is found before the pass and before a database exists
     if (overwrite or dry_run) and not write_tags:
         raise UsageError("--overwrite and --dry-run apply to --write-tags; add it")
+    if export_to is not None:
+        check_export(export_to)
+    if write_tags:
+        _needs("tags", "--write-tags")
+    if not library.is_dir() and path_problem(library):
+        raise GenreFusionError(f"library {path_problem(library)}", path=library)
     with LibraryDB(db) as database, _progress("tagging") as update:
         report = tag_library(library, database, bundle=model, profile=profile, workers=workers, backend=backend,
-                             on_progress=update,
-                             on_error=lambda p, e: err.print(f"error: {e}", markup=False, highlight=False,
+                             prune=prune, on_progress=update,
+                             on_error=lambda p, e: err.print(f"error: {p}: {e}", markup=False, highlight=False,
                                                              soft_wrap=True))
+        _say_skipped([s for s in report.not_taken if not s.failed])
+        gone = f", {report.missing} gone ({'rows deleted' if prune else 'marked missing; --prune deletes them'})" \
+            if report.missing else ""
         out.print(f"{report.found} audio files: {report.skipped} unchanged, {report.tagged} tagged, "
-                  f"{report.failed} failed in {report.seconds:.1f} s -> {db}", highlight=False)
+                  f"{report.failed} failed{gone} in {report.seconds:.1f} s -> {db}", highlight=False)
         if export_to:
             out.print(f"wrote {export(database, export_to)} rows to {export_to}", highlight=False)
         if write_tags:
             changes = write_genre_tags(database, dry_run=dry_run, overwrite=overwrite)
             for c in changes:
-                if c.action != "same":
-                    verb = {"write": "would write" if dry_run else "wrote", "keep": "kept existing"}.get(c.action, c.action)
-                    out.print(f"{c.path}: {verb} genre {c.old!r} -> {c.new!r}" if c.action == "write"
-                              else f"{c.path}: {verb} {c.old!r} (predicted {c.new!r})", highlight=False, soft_wrap=True)
+                if c.action == "write":
+                    before = f"genre {c.old!r}" if c.old else "no genre"
+                    out.print(f"{c.path}: {'would set' if dry_run else 'set'} genre {c.new!r} (was {before})",
+                              highlight=False, soft_wrap=True)
+                elif c.action != "same":
+                    verb = "kept existing genre" if c.action == "keep" else c.action
+                    out.print(f"{c.path}: {verb} {c.old!r} (predicted {c.new!r})", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_PARTIAL if report.failed else EXIT_OK)
 
 
@@ -622,6 +686,7 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
               timeout: float = typer.Option(60.0, "--timeout", help="Seconds a request may wait and run."),
               concurrency: int = typer.Option(2, "--concurrency", min=1, help="Predictions run at once.")):
     """The HTTP service: POST /predict, GET /health, GET /model, and a web page at /."""
+    _needs("serve", "serve")
     from genrefusion.inference.predictor import Predictor
     from genrefusion.inference.service import ServiceConfig, serve
 
@@ -631,15 +696,31 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", "--host", help="Address to l
 
 @app.command("export")
 def export_cmd(model: Optional[Path] = typer.Argument(None, help=MODEL_HELP),
-               onnx: bool = typer.Option(False, "--onnx", help="Export the networks to ONNX (bundle/onnx/)."),
+               onnx: bool = typer.Option(False, "--onnx", help="Export the networks to ONNX (<bundle>/onnx/)."),
+               out_dir: Optional[Path] = typer.Option(None, "--out", help="Export into a copy of the bundle here "
+                                                      "(needed for a bundle inside the installed package)."),
                atol: float = typer.Option(1e-4, "--atol", help="Largest difference from torch accepted.")):
     """Export a bundle's networks to ONNX, checked against torch, for --backend onnx."""
-    from genrefusion.inference.onnx import export_onnx
+    import shutil
+
+    import genrefusion
     from genrefusion.inference.predictor import resolve_bundle
 
     if not onnx:
         raise UsageError("name a format: --onnx")
-    for path in export_onnx(resolve_bundle(model), atol=atol):
+    _needs("onnx", "export --onnx")
+    from genrefusion.inference.onnx import export_onnx
+
+    folder = resolve_bundle(model)
+    if out_dir is not None:
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise UsageError("--out must be a new or empty folder", path=out_dir)
+        shutil.copytree(folder, out_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("onnx", "*.tmp"))
+        folder = out_dir
+    elif folder.resolve().is_relative_to(Path(genrefusion.__file__).resolve().parent):
+        raise UsageError("this bundle is part of the installed genrefusion package, which export does not write "
+                         "into; pass --out FOLDER to export a copy", path=folder)
+    for path in export_onnx(folder, atol=atol):
         out.print(f"wrote {path}", highlight=False)
 
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -64,10 +65,51 @@ def test_tag_command_with_export_and_dry_run(capsys, frozen_bundle, songs, tmp_p
     code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1", "--export", exported,
                        "--write-tags", "--dry-run")
     assert code == 0 and "4 audio files: 0 unchanged, 4 tagged, 0 failed" in out
-    assert "would write genre" in out and len(json.loads(exported.read_text())) == 4
+    assert "would set genre 'Blues' (was no genre)" in out and "None" not in out
+    assert len(json.loads(exported.read_text())) == 4
     code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle)
     assert code == 0 and "4 unchanged, 0 tagged" in out
     assert run(capsys, "tag", lib, "--db", db, "--dry-run")[0] == 2  # --dry-run without --write-tags: a usage error
+
+
+def test_tag_finds_what_is_wrong_with_the_command_before_any_work(capsys, frozen_bundle, songs, tmp_path):
+    db = tmp_path / "t.sqlite"
+    code, _, err = run(capsys, "tag", songs["blues"].parents[1], "--db", db, "--model", frozen_bundle,
+                       "--export", tmp_path / "out.txt")
+    assert code == 2 and "export format must be csv or json" in err and not db.exists()
+    code, _, err = run(capsys, "tag", tmp_path / "no-such-folder", "--db", db, "--model", frozen_bundle)
+    assert code == 1 and "no-such-folder" in err and "not found" in err and not db.exists()
+
+
+def test_the_tag_database_mirrors_the_library(capsys, frozen_bundle, songs, tmp_path):
+    lib = shutil.copytree(songs["blues"].parents[1], tmp_path / "lib")
+    db = tmp_path / "t.sqlite"
+    (lib / "bad.wav").write_bytes(b"RIFF not a wave file at all" * 20)
+    code, out, err = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1")
+    assert code == 3 and "5 audio files: 0 unchanged, 4 tagged, 1 failed" in out and "bad.wav" in err
+    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1")
+    assert code == 3 and "4 unchanged, 0 tagged, 1 failed" in out  # a failed file is retried, and still fails
+    shutil.copy(songs["metal"], lib / "bad.wav")  # fixed: retried because it failed
+    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1")
+    assert code == 0 and "4 unchanged, 1 tagged, 0 failed" in out
+    (lib / "metal" / "new_metal.wav").unlink()
+    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--export", tmp_path / "e.csv")
+    assert code == 0 and "1 gone (marked missing" in out
+    rows = {Path(r["path"]).name: r["status"] for r in csv.DictReader(open(tmp_path / "e.csv"))}
+    assert rows["new_metal.wav"] == "missing" and rows["bad.wav"] == "ok"
+    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--prune", "--export",
+                       tmp_path / "e.json")
+    assert code == 0 and "1 gone (rows deleted)" in out
+    assert "new_metal.wav" not in {Path(r["path"]).name for r in json.loads((tmp_path / "e.json").read_text())}
+
+
+def test_a_second_tag_run_on_one_database_is_refused(capsys, frozen_bundle, songs, tmp_path):
+    from genrefusion.inference.library import LibraryDB
+
+    db = tmp_path / "t.sqlite"
+    with LibraryDB(db):  # the first run, still going
+        code, _, err = run(capsys, "tag", songs["blues"].parent, "--db", db, "--model", frozen_bundle)
+    assert code == 1 and "another `genrefusion tag` is using this database" in err
 
 
 def test_export_onnx_command(capsys, joint_bundle, tmp_path, songs):
@@ -129,3 +171,35 @@ def test_a_low_confidence_answer_says_not_sure_on_the_command_line(capsys, froze
     (unsure / "bundle.json").write_text(json.dumps(meta))
     code, out, _ = run(capsys, "predict", songs["metal"], "--model", unsure)
     assert code == 0 and "new_metal.wav (3.0 s): not sure (the best genre has" in out and "metal" in out
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "jsonl", "csv"])
+def test_predict_names_every_input_it_cannot_use_in_every_format(capsys, frozen_bundle, songs, tmp_path, fmt):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link.wav").symlink_to(tmp_path / "gone.wav")
+    bad = [tmp_path / "missing.wav", tmp_path / "link.wav", tmp_path / "empty", str(tmp_path / "x*.mp3")]
+    code, out, err = run(capsys, "predict", songs["blues"], *bad, "--model", frozen_bundle, "--format", fmt)
+    assert code == 3 and "4 file(s) failed" in err
+    for item, reason in zip(bad, ["file not found", "broken symbolic link", "no audio files in this folder",
+                                  "no file matches this pattern"]):
+        assert f"error: {item}: {reason}" in err
+    if fmt == "json":
+        rows = json.loads(out)
+    elif fmt == "jsonl":
+        rows = [json.loads(line) for line in out.splitlines()]
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+    else:
+        return
+    assert [r["status"] for r in rows] == ["error"] * 4 + ["ok"]
+
+
+def test_decoding_a_broken_mp3_prints_nothing_of_the_decoder(capfd, tmp_path):
+    from genrefusion import audio
+    from genrefusion.errors import AudioError
+
+    path = tmp_path / "noise.mp3"
+    path.write_bytes(bytes(range(256)) * 80)
+    with pytest.raises(AudioError, match="not audio"):
+        audio.load(path)
+    assert capfd.readouterr().err == ""

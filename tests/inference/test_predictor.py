@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -62,7 +66,7 @@ def test_predict_files_reports_bad_files_and_goes_on_with_two_workers(frozen_bun
     one = list(predict_files(paths, bundle=frozen_bundle, workers=1))
     two = list(predict_files(paths, bundle=frozen_bundle, workers=2))
     assert [p for p, _, _ in two] == [str(p) for p in paths]  # ordered
-    assert one[1][1] is None and "corrupt.mp3" in one[1][2] and two[1][1] is None
+    assert one[1][1] is None and one[1][0].endswith("corrupt.mp3") and "not audio" in one[1][2] and two[1][1] is None
     for (_, a, _), (_, b, _) in zip(one, two):
         if a is not None:
             np.testing.assert_allclose(a.proba, b.proba, atol=1e-5)
@@ -72,7 +76,34 @@ def test_expand_paths_takes_files_folders_and_globs(songs):
     music = songs["blues"].parents[1]
     files, problems = expand_paths([music, str(music / "*" / "new_metal.wav"), songs["blues"], music / "nothing.wav"])
     assert len(files) == 4 and files.count(songs["blues"]) == 1
-    assert problems == [f"{music / 'nothing.wav'}: file not found"]
+    assert [str(p) for p in problems] == [f"{music / 'nothing.wav'}: file not found"]
+
+
+def _odd_folder(root):
+    """Every kind of entry a folder can hold that is not a readable audio file."""
+    root.mkdir()
+    (root / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    (root / "broken.mp3").symlink_to(root / "nowhere.mp3")
+    (root / "loop1.mp3").symlink_to(root / "loop2.mp3")
+    (root / "loop2.mp3").symlink_to(root / "loop1.mp3")
+    os.mkfifo(root / "pipe.flac")
+    (root / "album.mp3").mkdir()
+    return root
+
+
+def test_every_entry_of_a_folder_is_taken_or_named_with_its_reason(tmp_path, songs):
+    root = _odd_folder(tmp_path / "odd")
+    shutil.copy(songs["blues"], root / "album.mp3" / "song.wav")
+    files, skipped = expand_paths([root, tmp_path / "none*.wav", tmp_path / "missing.wav", tmp_path / "empty"])
+    reasons = {Path(s.path).name: (s.reason, s.failed) for s in skipped}
+    assert files == [root / "album.mp3" / "song.wav"]
+    assert reasons == {"cover.jpg": ("not an audio file name (.jpg)", False),
+                       "broken.mp3": (f"broken symbolic link (to {root / 'nowhere.mp3'})", True),
+                       "loop1.mp3": ("symbolic link loop", True), "loop2.mp3": ("symbolic link loop", True),
+                       "pipe.flac": ("not a regular file: a named pipe", True),
+                       "album.mp3": ("a folder named like an audio file", True),
+                       "none*.wav": ("no file matches this pattern", True),
+                       "missing.wav": ("file not found", True), "empty": ("file not found", True)}
 
 
 def test_a_bundle_without_an_audio_source_is_refused(tmp_path):

@@ -1,24 +1,28 @@
 """Tag a whole music library: predictions kept in an SQLite file, so runs resume and re-runs are cheap.
 
-A file is (re)tagged when the database has no row for it with the same size, modification time
-and model; so an interrupted run picks up where it stopped and a re-run touches only new or
-changed files. Results are committed as they arrive. Writing the genre into the files' own tags
-(mutagen) is a separate, explicit step that never replaces an existing genre unless asked.
+The database mirrors the library. A file is (re)tagged when the database has no row for it with
+the same size, modification time and model, or when it failed last time (so a fixed file is
+picked up without touching it); an interrupted run picks up where it stopped and a re-run touches
+only new, changed or failed files. A file that is gone is marked ``missing`` (``prune`` deletes
+its row). Results are committed as they arrive. One run at a time holds a database (a second is
+refused). Writing the genre into the files' own tags (mutagen) is a separate, explicit step that
+never replaces an existing genre unless asked.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from genrefusion.audio import is_audio_path
-from genrefusion.errors import GenreFusionError
+from genrefusion.audio import Skipped, path_problem, scan_audio
+from genrefusion.errors import GenreFusionError, UsageError
 from genrefusion.inference.predictor import predict_files, resolve_bundle
 
 SCHEMA = """
@@ -27,13 +31,14 @@ CREATE TABLE IF NOT EXISTS tracks (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     model TEXT NOT NULL,
-    status TEXT NOT NULL,          -- 'ok', 'not_sure', 'no_music', 'too_short' or 'error'
+    status TEXT NOT NULL,          -- 'ok', 'not_sure', 'no_music', 'too_short', 'error' or 'missing' (file gone)
     genre TEXT,                    -- NULL for no_music, too_short and error
     probabilities TEXT,            -- JSON {genre: probability}
     duration_s REAL,
     error TEXT,
     tagged_at REAL NOT NULL
 )"""
+EXPORT_FORMATS = ("csv", "json")
 EXPORT_COLUMNS = ("path", "status", "genre", "probability", "probabilities", "duration_s", "error")
 
 
@@ -47,14 +52,24 @@ def model_id(bundle: str | Path | None, profile: str | None = None) -> str:
     return h.hexdigest()[:12]
 
 
-def scan(root: str | Path) -> list[Path]:
-    """Audio files under ``root`` (recursive, sorted), or ``root`` itself if it is one."""
+def scan(root: str | Path) -> tuple[list[Path], list[Skipped]]:
+    """Audio files under ``root`` (recursive, sorted), or ``root`` itself if it is one, and the entries not
+    taken with their reasons (:func:`genrefusion.audio.scan_audio`)."""
     root = Path(root)
     if root.is_file():
-        return [root]
+        return [root], []
     if not root.is_dir():
-        raise GenreFusionError("library folder not found", path=root)
-    return sorted(p for p in root.rglob("*") if p.is_file() and is_audio_path(p))
+        raise GenreFusionError(path_problem(root) or "not a folder", path=root)
+    return scan_audio(root)
+
+
+def check_export(path: str | Path, fmt: str | None = None) -> str:
+    """The export format of ``path`` (by ``fmt`` or its extension), checked before any work is done."""
+    fmt = fmt or Path(path).suffix.lstrip(".").lower()
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"export format must be {' or '.join(EXPORT_FORMATS)} (by the file's extension), got "
+                         f"{fmt or 'no extension'!r}", path=path)
+    return fmt
 
 
 @dataclass
@@ -62,22 +77,32 @@ class TagReport:
     found: int
     skipped: int  # unchanged since an earlier run with the same model
     tagged: int
-    failed: int
+    failed: int  # failed in this run (files that could not be read or predicted)
     seconds: float
+    missing: int = 0  # rows of files no longer in the library: marked 'missing', or deleted with prune
+    not_taken: list[Skipped] = field(default_factory=list)  # entries of the folder not tagged, and why
 
 
 class LibraryDB:
-    """The SQLite file of a library's predictions."""
+    """The SQLite file of a library's predictions, held by one run at a time."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise GenreFusionError("another `genrefusion tag` is using this database; wait for it to finish, "
+                                   "or pass another --db", path=self.path) from None
         self.conn = sqlite3.connect(str(self.path))
         self.conn.execute(SCHEMA)
         self.conn.commit()
 
     def close(self) -> None:
         self.conn.close()
+        self._lock.close()
 
     def __enter__(self) -> "LibraryDB":
         return self
@@ -86,14 +111,31 @@ class LibraryDB:
         self.close()
 
     def pending(self, files: list[Path], model: str) -> list[Path]:
-        """Files without a current row (new, changed, or tagged by another model)."""
-        rows = {p: (s, m, mod) for p, s, m, mod in self.conn.execute("SELECT path, size, mtime_ns, model FROM tracks")}
+        """Files without a current row (new, changed, tagged by another model, failed or missing last time)."""
+        rows = {p: (s, m, mod) for p, s, m, mod in self.conn.execute(
+            "SELECT path, size, mtime_ns, model FROM tracks WHERE status NOT IN ('error', 'missing')")}
         out = []
         for f in files:
             st = f.stat()
             if rows.get(str(f.resolve())) != (st.st_size, st.st_mtime_ns, model):
                 out.append(f)
         return out
+
+    def gone(self, root: Path, files: list[Path], *, prune: bool) -> int:
+        """Rows under ``root`` whose file is no longer among ``files``: marked 'missing', or deleted with ``prune``."""
+        present = {str(f.resolve()) for f in files}
+        top = str(root.resolve())
+        under = [p for (p,) in self.conn.execute("SELECT path FROM tracks")
+                 if (p == top or p.startswith(top.rstrip("/") + "/")) and p not in present]
+        if prune:
+            self.conn.executemany("DELETE FROM tracks WHERE path = ?", [(p,) for p in under])
+        else:
+            self.conn.executemany("UPDATE tracks SET status = 'missing' WHERE path = ?", [(p,) for p in under])
+        self.conn.commit()
+        return len(under)
+
+    def count(self, status: str) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM tracks WHERE status = ?", (status,)).fetchone()[0]
 
     def record(self, path: str, model: str, prediction, error: str | None) -> None:
         p = Path(path)
@@ -116,13 +158,21 @@ class LibraryDB:
 
 
 def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = None, profile: str | None = None,
-                workers: int = 1, backend: str = "torch", on_progress: Callable[[int, int], None] | None = None,
+                workers: int = 1, backend: str = "torch", prune: bool = False,
+                on_progress: Callable[[int, int], None] | None = None,
                 on_error: Callable[[str, str], None] | None = None, commit_every_s: float = 2.0) -> TagReport:
-    """Predict every new or changed audio file under ``root`` and record it in ``db``."""
+    """Predict every new, changed or failed audio file under ``root`` and record it in ``db``; mark (or, with
+    ``prune``, delete) the rows of files that are gone. ``on_error(path, reason)`` hears of each failure."""
     t0 = time.perf_counter()
-    files = scan(root)
+    root = Path(root)
+    files, skipped = scan(root)
     model = model_id(bundle, profile)
     todo = db.pending(files, model)
+    missing = db.gone(root, files, prune=prune) if root.is_dir() else 0
+    unreadable = [s for s in skipped if s.failed]  # broken links, loops, pipes: no row, but failures
+    for s in unreadable:
+        if on_error:
+            on_error(s.path, s.reason)
     done = failed = 0
     last = time.monotonic()
     if on_progress:
@@ -143,24 +193,23 @@ def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = 
                 on_progress(done, len(todo))
     finally:
         db.conn.commit()  # what finished is kept, also on Ctrl-C
-    return TagReport(len(files), len(files) - len(todo), done - failed, failed, time.perf_counter() - t0)
+    return TagReport(len(files), len(files) - len(todo), done - failed, failed + len(unreadable),
+                     time.perf_counter() - t0, missing, skipped)
 
 
 def export(db: LibraryDB, path: str | Path, *, fmt: str | None = None) -> int:
     """Write every row to CSV or JSON (by ``fmt`` or the file's extension); returns the row count."""
     path = Path(path)
-    fmt = fmt or path.suffix.lstrip(".").lower()
+    fmt = check_export(path, fmt)
     rows = list(db.rows())
     if fmt == "json":
         path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    elif fmt == "csv":
+    else:
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=EXPORT_COLUMNS)
             w.writeheader()
             for r in rows:
                 w.writerow({**r, "probabilities": json.dumps(r["probabilities"])})
-    else:
-        raise GenreFusionError(f"export format must be csv or json, got {fmt!r}", path=path)
     return len(rows)
 
 
@@ -182,7 +231,7 @@ def write_genre_tags(db: LibraryDB, *, dry_run: bool = True, overwrite: bool = F
 
     changes = []
     for row in db.rows():
-        if row["genre"] is None:  # no genre to write: an error, no music, too short
+        if row["genre"] is None or row["status"] == "missing":  # no genre to write, or no file to write it to
             continue
         new = row["genre"].title() if capitalize else row["genre"]
         try:

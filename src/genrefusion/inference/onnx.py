@@ -66,8 +66,23 @@ def export_onnx(bundle: str | Path, *, check: bool = True, atol: float = 1e-4) -
     if not _networks(fitted):
         raise ModelError("the model has no trained network to export: its branches and fusion are fitted arrays "
                          "(and pretrained networks it reads, like musicnn, run inside its features)", path=folder)
-    out_dir = folder / "onnx"
-    out_dir.mkdir(exist_ok=True)
+    import shutil
+
+    # written whole into a temporary folder and renamed: a failed export leaves nothing behind
+    final, out_dir = folder / "onnx", folder / "onnx.tmp"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir()
+    try:
+        written = _export_all(fitted, out_dir, check=check, atol=atol)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    out_dir.rename(final)
+    return [final / p.name for p in written]
+
+
+def _export_all(fitted, out_dir: Path, *, check: bool, atol: float) -> list[Path]:
     written, manifest = [], {}
     for name, net in _networks(fitted).items():
         net.eval()

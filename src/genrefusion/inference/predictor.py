@@ -409,13 +409,14 @@ def _predict_with(predictor: Predictor, path: str) -> tuple[str, Prediction | No
     try:
         return path, predictor.predict_file(path), None
     except GenreFusionError as err:
-        return path, None, str(err)
+        return path, None, err.reason if err.path == path else str(err)
 
 
 def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, workers: int = 1,
                   backend: str = "torch", ordered: bool = True, predictor: Predictor | None = None,
                   profile: str | None = None) -> Iterator[tuple[str, Prediction | None, str | None]]:
-    """``(path, prediction, None)`` or ``(path, None, reason)`` per file; ``workers`` processes.
+    """``(path, prediction, None)`` or ``(path, None, reason)`` per file (the reason in words, without the
+    path); ``workers`` processes.
 
     A bad file gives its reason and the others go on. ``ordered=False`` yields as files finish.
     ``predictor``: an already loaded one for the in-process case (``workers`` 1). That case makes
@@ -440,28 +441,36 @@ def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, 
         yield result if result is not None else (path, None, CRASHED)
 
 
-def expand_paths(items: list[str | Path]) -> tuple[list[Path], list[str]]:
+def expand_paths(items: list[str | Path]) -> tuple[list[Path], list[audio.Skipped]]:
     """Audio files named by ``items``: files, folders (recursive) and globs (``**`` recurses).
 
-    Returns the files in order without repeats, and one problem per item that named none.
+    Returns the files in order without repeats, and every item or folder entry not taken, with
+    its reason (:func:`genrefusion.audio.scan_audio`); an item that names no audio at all is one.
     """
     import glob
 
     files: list[Path] = []
-    problems = []
+    skipped: list[audio.Skipped] = []
     for item in map(str, items):
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and audio.is_audio_path(f))
-        elif p.exists():
-            found = [p]  # named explicitly: tried whatever its extension, so its error is shown
-        elif glob.has_magic(item):
-            found = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).is_file())
-        else:
-            problems.append(f"{item}: file not found")
+            found, passed = audio.scan_audio(p)
+            skipped += passed
+            if not found:
+                skipped.append(audio.Skipped(item, "no audio files in this folder", True))
+            files += found
             continue
-        if not found:
-            problems.append(f"{item}: no audio files")
-        files += found
+        problem = audio.path_problem(p)
+        if problem is None or problem == "empty file (0 bytes)":
+            files.append(p)  # named explicitly: tried whatever its extension, so its error is shown
+        elif glob.has_magic(item) and problem == "file not found":
+            found = sorted(Path(f) for f in glob.glob(item, recursive=True))
+            taken = [f for f in found if audio.path_problem(f) is None]
+            skipped += [audio.Skipped(str(f), audio.path_problem(f), True) for f in found if f not in taken]
+            if not found:
+                skipped.append(audio.Skipped(item, "no file matches this pattern", True))
+            files += taken
+        else:
+            skipped.append(audio.Skipped(item, problem, True))
     seen: set[Path] = set()
-    return [f for f in files if not (f in seen or seen.add(f))], problems
+    return [f for f in files if not (f in seen or seen.add(f))], skipped
