@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from genrefusion import __version__
-from genrefusion.errors import GenreFusionError, UsageError
+from genrefusion.errors import FeatureError, GenreFusionError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -191,18 +191,24 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
                                                          "(default: all)."),
                 min_duration: float = typer.Option(0.5, "--min-duration", help="Shorter audio is reported as bad.")):
     """Compute features for every track into the store: parallel, resumable, a no-op when current."""
-    from genrefusion.features.extract import ExtractConfig, extract
+    from genrefusion.features.extract import ExtractConfig, extract, plan_features
     from genrefusion.features.store import FeatureStore
 
     ds = _open(dataset, kind)
     names = [n.strip() for n in features.split(",") if n.strip()] if features else []
     config = ExtractConfig(features=names, params=_parse_sets(sets), sr=sr, offset=offset, duration=duration,
                            min_duration=min_duration, workers=workers)
+    try:  # names and parameters checked before a store or run folder exists
+        jobs = plan_features(ds, config)
+    except FeatureError as e:
+        if not (features or sets):
+            raise
+        raise UsageError(f"--features/--set: {e}") from None  # a bad option value
     run_dir = run_dir or Path("runs") / time.strftime("extract-%Y%m%d-%H%M%S")
     fs = FeatureStore(store)
     try:
         with _progress(f"extracting {ds.name}") as update:
-            report = extract(ds, fs, config, run_dir=run_dir, on_progress=update)
+            report = extract(ds, fs, config, run_dir=run_dir, on_progress=update, jobs=jobs)
     finally:
         fs.close()
     out.print(f"{report.n_tracks} inputs: {report.n_computed} computed, {report.n_up_to_date} already current, "
@@ -210,6 +216,13 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
     for name, key in report.features.items():
         out.print(f"  {name} -> {store / 'features' / key}", highlight=False, soft_wrap=True)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
+    if ds.problems:  # what indexing left out (names outside the dataset's pattern, links, pipes): never silent
+        err.print(f"{len(ds.problems)} entr{'y' if len(ds.problems) == 1 else 'ies'} of the dataset not extracted "
+                  "(also in report.json):", markup=False)
+        for p in ds.problems[:20]:
+            err.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
+        if len(ds.problems) > 20:
+            err.print(f"  ... and {len(ds.problems) - 20} more", markup=False)
     if report.failures:
         _print_problems([f"{f.path}: {f.feature}: {f.reason}" for f in report.failures])
         raise typer.Exit(EXIT_PARTIAL)

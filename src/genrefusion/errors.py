@@ -6,6 +6,7 @@ understands. The CLI turns these into a one-line message and a non-zero exit cod
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -48,3 +49,10 @@ class UsageError(ConfigError):
 
 class ModelError(GenreFusionError):
     """An unknown or misconfigured branch, fusion strategy or model bundle."""
+
+
+def disk_full(err: BaseException) -> bool:
+    """True for an out-of-space error from the file system (ENOSPC, EDQUOT) or from SQLite."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "database or disk is full" in str(err)

@@ -203,3 +203,58 @@ def test_decoding_a_broken_mp3_prints_nothing_of_the_decoder(capfd, tmp_path):
     with pytest.raises(AudioError, match="not audio"):
         audio.load(path)
     assert capfd.readouterr().err == ""
+
+
+def test_a_full_disk_under_tag_is_one_line_and_the_next_run_resumes(capsys, frozen_bundle, songs, tmp_path,
+                                                                     monkeypatch):
+    import sqlite3
+
+    from genrefusion.inference.library import LibraryDB
+
+    lib = shutil.copytree(songs["blues"].parents[1], tmp_path / "lib")
+    db = tmp_path / "t.sqlite"
+    real, calls = LibraryDB.record, []
+
+    def record_until_full(self, *args):
+        calls.append(1)
+        if len(calls) > 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, *args)
+
+    monkeypatch.setattr(LibraryDB, "record", record_until_full)
+    code, _, err = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "no space left on the device" in lines[0] and str(db) in lines[0]
+    monkeypatch.setattr(LibraryDB, "record", real)
+    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1")
+    assert code == 0 and "2 unchanged, 2 tagged, 0 failed" in out
+
+
+@pytest.mark.parametrize("args, extra", [
+    (["serve", "--port", "1"], "serve"),
+    (["export", "--onnx", "--out", "OUT"], "onnx"),
+    (["tag", "LIB", "--db", "DB", "--write-tags"], "tags"),
+])
+def test_a_missing_extra_is_one_line_naming_the_install_before_any_work(capsys, monkeypatch, frozen_bundle, songs,
+                                                                       tmp_path, args, extra):
+    from genrefusion import cli
+
+    monkeypatch.setitem(cli.EXTRAS, extra, ("genrefusion_no_such_module",))
+    subs = {"OUT": tmp_path / "out", "LIB": songs["blues"].parent, "DB": tmp_path / "t.sqlite"}
+    code, out, err = run(capsys, *[subs.get(a, a) for a in args], *(["--model", frozen_bundle] if extra != "onnx"
+                                                                      else [frozen_bundle]))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and f"pip install 'genrefusion[{extra}]'" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "t.sqlite").exists()
+
+
+def test_export_never_writes_into_the_installed_package(capsys, tmp_path):
+    code, _, err = run(capsys, "export", "--onnx")
+    assert code == 2 and "pass --out" in err
+    assert not any(p.name == "onnx" for p in DEFAULT_ROOT.rglob("*"))
+
+
+@pytest.mark.parametrize("args", [["predict", "x.wav", "--format", "xml"], ["predict", "x.wav", "--backend", "foo"],
+                                  ["predict", "x.wav", "--profile", "slow"], ["tag", "x", "--export", "x.txt"],
+                                  ["predict", "x.wav", "--top", "0"]])
+def test_every_bad_option_value_exits_2(capsys, args):
+    assert run(capsys, *args)[0] == 2

@@ -78,11 +78,13 @@ def _multipart(path: Path, field: str = "file") -> tuple[bytes, dict]:
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-def test_health_and_model_card(server):
+def test_health_and_model_card(server, frozen_bundle):
     status, health = _call(server + "/health")
     assert status == 200 and health["status"] == "ok" and health["labels"] == ["blues", "classical", "metal"]
     status, card = _call(server + "/model")
     assert status == 200 and card["labels"] == health["labels"] and "test_accuracy" in card
+    for answer in (card, health):  # no client learns where the server keeps its model or its files
+        assert str(frozen_bundle.parent) not in json.dumps(answer) and "/tmp" not in json.dumps(answer)
 
 
 def test_predict_a_multipart_upload_and_a_raw_body(server, songs):

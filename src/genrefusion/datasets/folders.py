@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection
 
+from genrefusion.audio import path_problem
 from genrefusion.datasets.base import Problem, normalize_genre
 
 
@@ -26,8 +27,8 @@ def scan_genre_folders(
     """Files with one of ``extensions`` below ``root/<genre>/`` (recursively), sorted.
 
     Folders whose normalised name is not in ``genres`` (when given) are reported as unknown genre
-    folders and skipped; files with other extensions are reported and skipped; hidden entries are
-    ignored.
+    folders and skipped; files with other extensions, broken links, link loops, pipes and folders
+    named like files are reported and skipped; hidden entries are ignored.
     """
     extensions = {e.lower() for e in extensions}
     allowed = None if genres is None else {normalize_genre(g) for g in genres}
@@ -38,7 +39,15 @@ def scan_genre_folders(
             problems.append(Problem(f"unknown genre folder {folder.name!r} skipped", path=str(folder)))
             continue
         for path in sorted(folder.rglob("*")):
-            if path.name.startswith(".") or not path.is_file():
+            if path.name.startswith("."):
+                continue
+            problem = path_problem(path)
+            if problem == "a folder, not a file":  # rglob walks into it
+                if path.suffix.lower() in extensions:
+                    problems.append(Problem("skipped: a folder named like an audio file", path=str(path)))
+                continue
+            if problem is not None and problem != "empty file (0 bytes)":  # an empty file fails on decode, named
+                problems.append(Problem(f"skipped: {problem}", path=str(path)))
                 continue
             if path.suffix.lower() not in extensions:
                 problems.append(Problem(f"skipped: extension {path.suffix or '(none)'!r} is not one of this dataset's",

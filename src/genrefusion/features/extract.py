@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import platform
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from genrefusion.datasets.base import Dataset, Track
-from genrefusion.errors import AudioError, FeatureError, GenreFusionError
+from genrefusion.errors import AudioError, FeatureError, GenreFusionError, disk_full
 from genrefusion.features.dsp import shared_spectra
 from genrefusion.features.registry import INPUTS, FeatureSpec, default_features, get_feature
 from genrefusion.features.store import FeatureStore, array_digest, file_digest
@@ -95,8 +96,25 @@ def plan_features(dataset: Dataset, config: ExtractConfig) -> list[_Job]:
         if spec.input not in inputs:
             raise FeatureError(f"feature {name!r} needs {spec.input} input, which dataset {dataset.name!r} has none of")
         params = spec.resolve(config.params.get(name))
+        if config.params.get(name) and spec.input == "audio":
+            _try_on_noise(spec, params, config.params[name], sr=config.sr)
         jobs.append(_Job(name, spec, params, spec.key(params, _source(spec.input, config, dataset))))
     return jobs
+
+
+def _try_on_noise(spec: FeatureSpec, params: dict, given: dict, *, sr: int, seconds: float = 4.0) -> None:
+    """Run a feature with parameters the user set on seeded noise, so a value it cannot take (``n_mels=-5``)
+    fails once, up front, naming the parameters, instead of on every track."""
+    y = (0.1 * np.random.default_rng(0).standard_normal(int(seconds * sr))).astype(np.float32)
+    what = ", ".join(f"{k}={v!r}" for k, v in given.items())
+    try:
+        with shared_spectra(y):
+            arr = np.asarray(spec.fn(y, sr=sr, **params))
+    except Exception as err:  # whatever the feature raises, it is the parameters' fault here
+        reason = err.reason if isinstance(err, GenreFusionError) else f"{type(err).__name__}: {err}"
+        raise FeatureError(f"feature {spec.name!r} does not run with {what}: {reason}") from None
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise FeatureError(f"feature {spec.name!r} gives NaN or infinite values with {what}")
 
 
 def _source(kind: str, config: ExtractConfig, dataset: Dataset) -> dict:
@@ -174,21 +192,29 @@ def _compute(task: dict) -> dict:
 # ---- parent side -------------------------------------------------------------------------------
 
 def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run_dir: str | Path | None = None,
-            on_progress: Callable[[int, int], None] | None = None) -> ExtractReport:
-    """Compute ``config``'s features for every track of ``dataset`` that has their input."""
+            on_progress: Callable[[int, int], None] | None = None, jobs: list[_Job] | None = None) -> ExtractReport:
+    """Compute ``config``'s features for every track of ``dataset`` that has their input. ``jobs``: the
+    :func:`plan_features` of the same dataset and config, where the caller checked it before opening the store."""
     t0 = time.perf_counter()
-    jobs = plan_features(dataset, config)
+    jobs = jobs if jobs is not None else plan_features(dataset, config)
     stored = {j.key: store.feature(j.key, {"feature": j.name, "version": j.spec.version, "params": j.params,
                                            "source": _source(j.spec.input, config, dataset), "shape": j.spec.shape})
               for j in jobs}
     tasks, n_up_to_date = _plan_tasks(dataset, store, config, jobs, stored)
     total = n_up_to_date + len(tasks)
     failures: list[Failure] = []
+    log = RunLog(Path(run_dir), config, dataset, store) if run_dir is not None else None
     writers = {key: f.writer() for key, f in stored.items()}
     done = n_up_to_date
     n_computed = 0
+    n_bytes = 0
     pending_stats: list[tuple] = []
     last_commit = time.monotonic()
+
+    def fail(f: Failure) -> None:
+        failures.append(f)
+        if log is not None:
+            log.failure(f)
 
     def commit():
         nonlocal last_commit
@@ -200,15 +226,16 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
         last_commit = time.monotonic()
 
     def accept(result: dict, task: dict) -> None:
-        nonlocal done, n_computed, n_up_to_date
+        nonlocal done, n_computed, n_up_to_date, n_bytes
         tid, path = result["track_id"], _where(task)
         if "fatal" in result:
-            failures.append(Failure(tid, path, "*", result["fatal"]))
+            fail(Failure(tid, path, "*", result["fatal"]))
         else:
             for key, arr in result["arrays"].items():
                 writers[key].put(tid, result["fingerprint"], arr)
+                n_bytes += arr.nbytes
             for name, reason in result["errors"].items():
-                failures.append(Failure(tid, path, name, reason))
+                fail(Failure(tid, path, name, reason))
             if result["stat"] and not result["errors"]:
                 pending_stats.append(result["stat"])
             n_computed += bool(result["arrays"])
@@ -220,6 +247,12 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
         if time.monotonic() - last_commit > COMMIT_SECONDS or sum(len(w._pending) for w in writers.values()) >= COMMIT_ITEMS:
             commit()
 
+    def report() -> ExtractReport:
+        return ExtractReport(dataset.name, total, n_computed, n_up_to_date, len({f.track_id for f in failures}),
+                             time.perf_counter() - t0, config.workers, {j.name: j.key for j in jobs},
+                             sorted(failures, key=lambda f: (f.track_id, f.feature)))
+
+    finished = False
     try:
         if on_progress:
             on_progress(done, total)
@@ -233,15 +266,23 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
             for task, result in run_pool(_compute, tasks, workers=config.workers):
                 accept(result if result is not None else {"track_id": task["track_id"], "fatal": CRASHED}, task)
         commit()
-    finally:
         for w in writers.values():
             w.close()
-    failures.sort(key=lambda f: (f.track_id, f.feature))
-    report = ExtractReport(dataset.name, total, n_computed, n_up_to_date, len({f.track_id for f in failures}),
-                           time.perf_counter() - t0, config.workers, {j.name: j.key for j in jobs}, failures)
-    if run_dir is not None:
-        write_run(report, config, Path(run_dir), dataset, store)
-    return report
+        finished = True
+    except (OSError, sqlite3.OperationalError) as err:
+        if not disk_full(err):
+            raise
+        per_track = n_bytes / max(n_computed, 1)
+        raise FeatureError(f"no space left on the device: what is committed is kept; the rest needs about "
+                           f"{per_track * (total - done + 1) / 1e6:.0f} MB more; free space and re-run",
+                           path=store.root) from None
+    finally:
+        if not finished:  # interrupted or failed: keep what is committed, nothing more
+            for w in writers.values():
+                w.abandon()
+        if log is not None:
+            log.finish(report(), complete=finished)
+    return report()
 
 
 def _plan_tasks(dataset, store, config, jobs, stored) -> tuple[list[dict], int]:
@@ -273,18 +314,33 @@ def _plan_tasks(dataset, store, config, jobs, stored) -> tuple[list[dict], int]:
     return tasks, up_to_date
 
 
-def write_run(report: ExtractReport, config: ExtractConfig, run_dir: Path, dataset: Dataset, store: FeatureStore) -> None:
-    """``config.json``, ``report.json`` and ``failures.csv`` in the run folder."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(
-        {"dataset": {"name": dataset.name, "kind": dataset.kind, "root": str(dataset.root)},
-         "store": str(store.root), "extract": asdict(config)}, indent=2, default=str))
-    summary = {k: v for k, v in asdict(report).items() if k != "failures"}
-    summary.update(tracks_per_s=round(report.tracks_per_s, 3), python=platform.python_version(),
-                   machine=platform.machine(), cpus=os.cpu_count())
-    (run_dir / "report.json").write_text(json.dumps(summary, indent=2, default=str))
-    with open(run_dir / "failures.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["track_id", "path", "feature", "reason"])
-        for fl in report.failures:
-            w.writerow([fl.track_id, fl.path, fl.feature, fl.reason])
+class RunLog:
+    """The run folder, written as the run goes: ``config.json`` at the start, each failure appended to
+    ``failures.csv`` as it happens, ``report.json`` at the end (``"complete": false`` after an interrupt or
+    a fault), so a killed run still tells what it met."""
+
+    def __init__(self, run_dir: Path, config: ExtractConfig, dataset: Dataset, store: FeatureStore):
+        self.dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(
+            {"dataset": {"name": dataset.name, "kind": dataset.kind, "root": str(dataset.root)},
+             "store": str(store.root), "extract": asdict(config)}, indent=2, default=str))
+        self._failures = open(run_dir / "failures.csv", "w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._failures)
+        self._csv.writerow(["track_id", "path", "feature", "reason"])
+        self._failures.flush()
+        self.skipped = [str(p) for p in dataset.problems]
+
+    def failure(self, f: Failure) -> None:
+        self._csv.writerow([f.track_id, f.path, f.feature, f.reason])
+        self._failures.flush()
+
+    def finish(self, report: ExtractReport, *, complete: bool) -> None:
+        self._failures.close()
+        summary = {k: v for k, v in asdict(report).items() if k != "failures"}
+        summary.update(complete=complete, tracks_per_s=round(report.tracks_per_s, 3), skipped=self.skipped,
+                       python=platform.python_version(), machine=platform.machine(), cpus=os.cpu_count())
+        try:
+            (self.dir / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+        except OSError:  # a full disk: the failures written so far stay
+            pass

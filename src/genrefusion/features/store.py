@@ -220,9 +220,20 @@ class StoreWriter:
 
     def close(self) -> None:
         self.commit()
-        self._file.close()
-        fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._lock.close()
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Let go without committing what is pending (after an interrupt or a fault): the next writer trims
+        its bytes. Safe to call after :meth:`close`."""
+        self._pending = []
+        if not self._file.closed:
+            try:
+                self._file.close()
+            except OSError:  # the buffered tail could not be written (a full disk): uncommitted anyway
+                pass
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
 
     def __enter__(self) -> "StoreWriter":
         return self

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from genrefusion.audio import Skipped, path_problem, scan_audio
-from genrefusion.errors import GenreFusionError, UsageError
+from genrefusion.errors import GenreFusionError, UsageError, disk_full
 from genrefusion.inference.predictor import predict_files, resolve_bundle
 
 SCHEMA = """
@@ -191,8 +191,18 @@ def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = 
                 last = time.monotonic()
             if on_progress:
                 on_progress(done, len(todo))
+        db.conn.commit()
+    except (OSError, sqlite3.OperationalError) as err:
+        if not disk_full(err):
+            raise
+        raise GenreFusionError(f"no space left on the device: {done} results kept, {len(todo) - done} files to go "
+                               f"(about {max(1, (len(todo) - done) // 1000)} MB more, at ~1 kB a row); free space and re-run",
+                               path=db.path) from None
     finally:
-        db.conn.commit()  # what finished is kept, also on Ctrl-C
+        try:
+            db.conn.commit()  # what finished is kept, also on Ctrl-C
+        except sqlite3.Error:  # a full disk: the last batch is lost, the rest is in the file
+            pass
     return TagReport(len(files), len(files) - len(todo), done - failed, failed + len(unreadable),
                      time.perf_counter() - t0, missing, skipped)
 

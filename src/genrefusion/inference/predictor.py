@@ -321,8 +321,11 @@ def _db(level: float) -> str:
 def model_card(folder: Path, meta: dict) -> dict:
     """What ``model info``, ``GET /model`` and the web page show of a bundle (``meta``: its bundle.json): no
     server paths, only what the model is and how well it did."""
+    card = dict(meta.get("card", {}))
+    if "/" in card.get("trained_on", ""):  # bundles made before cards named collections: their folders' names
+        card["trained_on"] = " + ".join(Path(p.strip()).name for p in card["trained_on"].split(" + "))
     return {"name": meta.get("config", {}).get("name"), "profile": folder.name if folder.name in PROFILES else None,
-            "labels": meta["labels"], **meta.get("card", {}), "created": meta.get("created"),
+            "labels": meta["labels"], **card, "created": meta.get("created"),
             "inputs": {n: (i.get("audio") or {}).get("feature") for n, i in meta["inputs"].items()},
             "segment_s": float(meta.get("config", {}).get("eval", {}).get("segment_s", 30.0)),
             "size_mb": round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6, 2),

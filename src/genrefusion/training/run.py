@@ -115,7 +115,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
          "branches_test_accuracy": {b: m["accuracy"] for b, m in first.track.get("branches", {}).items()}}
     save_bundle(shipped, run_dir / "bundle", aggregate=cfg.eval.aggregate, config=config_to_dict(cfg),
                 card={"description": " ".join(cfg.description.split()),
-                      "trained_on": " + ".join([cfg.data.path, *(c.path for c in cfg.data.collections)]),
+                      "trained_on": ds.name.replace("+", " + "),  # the collections' names: no machine paths
                       "split": cfg.split.published or cfg.split.file or "random", "protocol": cfg.protocol.name,
                       **measured, "reference": cfg.reference,
                       "tracks_per_genre": {g: int((data.y == i).sum()) for i, g in enumerate(data.labels)}})
