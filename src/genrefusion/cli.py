@@ -274,6 +274,32 @@ def store_info(store: Path = typer.Argument(Path("store"), help="Feature store f
     fs.close()
 
 
+@store_app.command("verify")
+def store_verify(store: Path = typer.Argument(Path("store"), help="Feature store folder."),
+                 repair: bool = typer.Option(False, "--repair", help="Forget the damaged entries, so the next "
+                                             "extract computes them again.")):
+    """Check every entry's bytes against its index (length and checksum); exit code 3 if any is damaged."""
+    from genrefusion.features.store import FeatureStore
+
+    if not (store / "features").is_dir():
+        raise GenreFusionError("not a feature store (no features/ folder)", path=store)
+    fs = FeatureStore(store)
+    damaged = 0
+    try:
+        for key in fs.keys():
+            f = fs.feature(key)
+            found = f.verify(repair=repair)
+            damaged += len(found)
+            out.print(f"{key}: {len(f) + (len(found) if repair else 0)} entries, "
+                      + (f"{len(found)} damaged" + (" (forgotten; extract recomputes them)" if repair else "")
+                         if found else "all intact"), highlight=False)
+            if found:
+                _print_problems([f"{tid}: {reason}" for tid, reason in found])
+    finally:
+        fs.close()
+    raise typer.Exit(EXIT_PARTIAL if damaged and not repair else EXIT_OK)
+
+
 @models_app.command("list")
 def models_list():
     """Every registered branch (its input and hyper-parameters) and fusion strategy."""

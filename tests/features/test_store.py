@@ -89,3 +89,51 @@ def test_store_lists_keys_and_remembers_digests(tmp_path):
     assert store.cached_digest(audio) == "d1"
     audio.write_bytes(b"12345")
     assert store.cached_digest(audio) is None
+
+
+def _three_entries(folder):
+    f = StoredFeature(folder, {"feature": "x"})
+    with f.writer() as w:
+        for i, tid in enumerate("abc"):
+            w.put(tid, "1", np.full(1000, i, np.float64))
+    return f
+
+
+def test_a_pack_cut_short_is_reported_and_never_written_over(tmp_path):
+    f = _three_entries(tmp_path / "f")
+    pack = tmp_path / "f" / "packs" / "000000.pack"
+    with open(pack, "r+b") as fh:  # an interrupted copy: the last entry and a half are gone
+        fh.truncate(pack.stat().st_size - 12000)
+    g = StoredFeature(tmp_path / "f")
+    assert [t for t, _ in g.damaged()] == ["b", "c"]
+    with pytest.raises(FeatureError, match="past the end of pack"):
+        g.read(["c"])
+    assert np.array_equal(g.read(["a"])[0], np.zeros(1000))
+    with pytest.raises(FeatureError, match="2 entries lie past the end.*store verify --repair"):
+        g.writer()  # the old code appended at the short end: "c"'s row then pointed at new bytes
+    assert pack.stat().st_size == 12000  # left as found
+    assert [t for t, _ in g.verify(repair=True)] == ["b", "c"]
+    with g.writer() as w:  # repaired: the damaged entries are forgotten, so they are recomputed
+        w.put("b", "2", np.full(1000, 9.0))
+    assert sorted(g.ids()) == ["a", "b"] and np.array_equal(g.read(["b"])[0], np.full(1000, 9.0))
+    assert g.verify() == []
+
+
+def test_verify_finds_flipped_bits_by_checksum(tmp_path):
+    f = _three_entries(tmp_path / "f")
+    pack = tmp_path / "f" / "packs" / "000000.pack"
+    data = bytearray(pack.read_bytes())
+    data[8 * 1000 + 64 + 5] ^= 0xFF  # a bit flip inside entry "b"
+    pack.write_bytes(bytes(data))
+    assert f.verify() == [("b", "bytes differ from what was written (checksum mismatch)")]
+
+
+def test_store_verify_command_reports_and_repairs(tmp_path, capsys):
+    from genrefusion.cli import main
+
+    _three_entries(tmp_path / "s" / "features" / "x-0")
+    (tmp_path / "s" / "features" / "x-0").joinpath("packs", "000000.pack").open("r+b").truncate(20000)
+    assert main(["store", "verify", str(tmp_path / "s")]) == 3
+    assert "1 damaged" in capsys.readouterr().out
+    assert main(["store", "verify", str(tmp_path / "s"), "--repair"]) == 0
+    assert main(["store", "verify", str(tmp_path / "s")]) == 0 and "all intact" in capsys.readouterr().out

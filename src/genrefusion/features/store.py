@@ -13,6 +13,12 @@ committed (SQLite, WAL): an entry is visible only once its bytes are durable, so
 moment loses at most the uncommitted batch and never leaves a corrupt entry. A writer holds an
 exclusive lock on its feature folder and, on opening, truncates bytes that no committed row
 points to. Reads memory-map the packs: a training set's arrays come back as zero-copy views.
+
+Damage from outside (a pack cut short by an interrupted copy or restore, flipped bits) is never
+written over: each entry records a checksum of its bytes; a writer refuses to open a feature
+whose packs are shorter than its index says, a read of an entry past a pack's end fails naming
+it, and :meth:`StoredFeature.verify` (``genrefusion store verify``) checks every entry's length
+and checksum and, with ``repair``, forgets the damaged entries so the next extract recomputes them.
 A changed input (new fingerprint) appends a new version and repoints the row; ``compact()``
 reclaims the old bytes.
 """
@@ -60,7 +66,10 @@ class StoredFeature:
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS entries (track_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, "
             "pack INTEGER NOT NULL, offset INTEGER NOT NULL, nbytes INTEGER NOT NULL, dtype TEXT NOT NULL, "
-            "shape TEXT NOT NULL, created REAL NOT NULL)")
+            "shape TEXT NOT NULL, created REAL NOT NULL, checksum TEXT)")
+        columns = {r[1] for r in self._con.execute("PRAGMA table_info(entries)")}
+        if "checksum" not in columns:  # a store written before entries had checksums: their lengths are still checked
+            self._con.execute("ALTER TABLE entries ADD COLUMN checksum TEXT")
         self._maps: dict[int, np.memmap] = {}
 
     @property
@@ -87,7 +96,10 @@ class StoredFeature:
     def _map(self, pack: int, end: int) -> np.memmap:
         m = self._maps.get(pack)
         if m is None or m.shape[0] < end:
-            m = self._maps[pack] = np.memmap(self._pack_path(pack), dtype=np.uint8, mode="r")
+            path = self._pack_path(pack)
+            if not path.is_file() or path.stat().st_size == 0:  # cut to nothing, or lost: no bytes to map
+                return np.zeros(0, np.uint8)
+            m = self._maps[pack] = np.memmap(path, dtype=np.uint8, mode="r")
         return m
 
     def read(self, track_ids: Iterable[str]) -> list[np.ndarray]:
@@ -106,8 +118,42 @@ class StoredFeature:
         for tid in track_ids:
             pack, offset, nbytes, dtype, shape = rows[tid]
             raw = self._map(pack, offset + nbytes)[offset : offset + nbytes]
+            if raw.shape[0] != nbytes:
+                raise FeatureError(f"entry {tid!r} lies past the end of pack {pack:06d}.pack (the file was cut short); "
+                                   "run `genrefusion store verify --repair` and extract again", path=self.folder)
             out.append(raw.view(np.dtype(dtype)).reshape(json.loads(shape)))
         return out
+
+    def damaged(self, *, checksums: bool = False) -> list[tuple[str, str]]:
+        """``(track_id, reason)`` of every entry whose bytes are missing (a pack shorter than the index says) or,
+        with ``checksums``, differ from what was written."""
+        self._maps.clear()  # see the packs as they are now
+        sizes: dict[int, int] = {}
+        found = []
+        for tid, pack, offset, nbytes, checksum in self._con.execute(
+                "SELECT track_id, pack, offset, nbytes, checksum FROM entries ORDER BY pack, offset"):
+            if pack not in sizes:
+                path = self._pack_path(pack)
+                sizes[pack] = path.stat().st_size if path.is_file() else -1
+            if sizes[pack] < 0:
+                found.append((tid, f"pack {pack:06d}.pack is missing"))
+            elif offset + nbytes > sizes[pack]:
+                found.append((tid, f"pack {pack:06d}.pack ends at byte {sizes[pack]}, before this entry's end "
+                                   f"({offset + nbytes})"))
+            elif checksums and checksum is not None:
+                raw = self._map(pack, offset + nbytes)[offset : offset + nbytes]
+                if bytes_checksum(raw) != checksum:
+                    found.append((tid, "bytes differ from what was written (checksum mismatch)"))
+        return found
+
+    def verify(self, *, repair: bool = False) -> list[tuple[str, str]]:
+        """Every damaged entry with its reason (lengths and checksums); ``repair`` deletes their rows, so the next
+        extract computes them again (needs the writer's lock)."""
+        found = self.damaged(checksums=True)
+        if repair and found:
+            with self.writer(check=False) as w:
+                w.forget([tid for tid, _ in found])
+        return found
 
     def read_stacked(self, track_ids: Iterable[str]) -> np.ndarray:
         """``(n_tracks, *shape)`` for a fixed-shape feature (summary vectors, images)."""
@@ -117,8 +163,8 @@ class StoredFeature:
             raise FeatureError(f"{self.key}: arrays differ in shape ({sorted(shapes)[:3]}); read them one by one")
         return np.stack(arrays) if arrays else np.zeros((0,))
 
-    def writer(self) -> "StoreWriter":
-        return StoreWriter(self)
+    def writer(self, *, check: bool = True) -> "StoreWriter":
+        return StoreWriter(self, check=check)
 
     def stats(self) -> dict:
         live = self._con.execute("SELECT COALESCE(SUM(nbytes), 0) FROM entries").fetchone()[0]
@@ -138,7 +184,7 @@ class StoredFeature:
 class StoreWriter:
     """The single writer of a :class:`StoredFeature` (exclusive lock): ``put`` then ``commit``."""
 
-    def __init__(self, feature: StoredFeature, *, pack_bytes: int = PACK_BYTES):
+    def __init__(self, feature: StoredFeature, *, pack_bytes: int = PACK_BYTES, check: bool = True):
         self.feature = feature
         self.pack_bytes = pack_bytes
         self._lock = open(feature.folder / ".lock", "a+")
@@ -148,6 +194,13 @@ class StoreWriter:
             self._lock.close()
             raise FeatureError("another process is writing this feature store; wait for it or use another --store",
                                path=feature.folder) from None
+        if check:  # a pack cut short would otherwise be appended to over bytes the index still points at
+            damaged = feature.damaged()
+            if damaged:
+                self._lock.close()
+                raise FeatureError(f"{len(damaged)} entries lie past the end of their pack (e.g. {damaged[0][0]!r}: "
+                                   f"{damaged[0][1]}); nothing was written. Run `genrefusion store verify --repair` "
+                                   "to forget them, then extract again", path=feature.folder)
         self._pending: list[tuple] = []
         self._pack, self._file = self._open_tail()
 
@@ -175,9 +228,10 @@ class StoreWriter:
         if pad:
             self._file.write(b"\0" * pad)
             offset += pad
-        self._file.write(array.tobytes())
+        raw = array.tobytes()
+        self._file.write(raw)
         self._pending.append((track_id, fingerprint, self._pack, offset, array.nbytes, array.dtype.str,
-                              json.dumps(list(array.shape)), time.time()))
+                              json.dumps(list(array.shape)), time.time(), bytes_checksum(raw)))
 
     def _roll(self) -> None:
         self._sync()
@@ -196,10 +250,19 @@ class StoreWriter:
         self._sync()
         con = self.feature._con
         con.execute("BEGIN IMMEDIATE")
-        con.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+        con.executemany("INSERT OR REPLACE INTO entries (track_id, fingerprint, pack, offset, nbytes, dtype, shape, "
+                        "created, checksum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
         con.execute("COMMIT")
         n, self._pending = len(self._pending), []
         return n
+
+    def forget(self, track_ids: list[str]) -> None:
+        """Delete these entries' rows (their bytes become dead space that :meth:`compact` reclaims)."""
+        self.commit()
+        con = self.feature._con
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany("DELETE FROM entries WHERE track_id = ?", [(t,) for t in track_ids])
+        con.execute("COMMIT")
 
     def compact(self) -> None:
         self.commit()
@@ -240,6 +303,11 @@ class StoreWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def bytes_checksum(raw) -> str:
+    """Checksum of an entry's bytes (BLAKE2b-64), kept in the index to find damage later."""
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
 
 
 def file_digest(path: str | Path) -> str:
