@@ -188,7 +188,10 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
                 sr: int = typer.Option(22050, "--sr", help="Sample rate audio is resampled to (Hz)."),
                 offset: float = typer.Option(0.0, "--offset", help="Seconds skipped at the start of each file."),
                 duration: Optional[float] = typer.Option(None, "--duration", help="Seconds read from each file "
-                                                         "(default: all)."),
+                                                         "(default: all, up to --max-duration)."),
+                max_duration: float = typer.Option(600.0, "--max-duration", min=0, help="Longer files are read "
+                                                   "this far (seconds), so a worker's memory stays flat in file "
+                                                   "length; 0 reads whole files whatever their length."),
                 min_duration: float = typer.Option(0.5, "--min-duration", help="Shorter audio is reported as bad.")):
     """Compute features for every track into the store: parallel, resumable, a no-op when current."""
     from genrefusion.features.extract import ExtractConfig, extract, plan_features
@@ -197,7 +200,7 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
     ds = _open(dataset, kind)
     names = [n.strip() for n in features.split(",") if n.strip()] if features else []
     config = ExtractConfig(features=names, params=_parse_sets(sets), sr=sr, offset=offset, duration=duration,
-                           min_duration=min_duration, workers=workers)
+                           min_duration=min_duration, workers=workers, max_duration=max_duration or None)
     try:  # names and parameters checked before a store or run folder exists
         jobs = plan_features(ds, config)
     except FeatureError as e:
@@ -216,6 +219,10 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
     for name, key in report.features.items():
         out.print(f"  {name} -> {store / 'features' / key}", highlight=False, soft_wrap=True)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
+    if report.cut:
+        out.print(f"{len(report.cut)} file(s) longer than {max_duration:g} s: their features describe the first "
+                  f"{max_duration:g} s (--max-duration 0 reads whole files), e.g. {', '.join(report.cut[:3])}",
+                  highlight=False, soft_wrap=True)
     if ds.problems:  # what indexing left out (names outside the dataset's pattern, links, pipes): never silent
         err.print(f"{len(ds.problems)} entr{'y' if len(ds.problems) == 1 else 'ies'} of the dataset not extracted "
                   "(also in report.json):", markup=False)

@@ -109,3 +109,36 @@ def test_a_stopped_extract_keeps_its_run_folder_and_leaves_no_worker(tmp_path):
     assert wait_for(lambda: not alive(workers), timeout=2.0)
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["complete"] is False and report["n_failed"] == 1
+
+
+_PEAK = """
+import resource, subprocess, sys
+subprocess.run([sys.executable, "-m", "genrefusion.cli", "extract", *sys.argv[1:]], check=True, capture_output=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+"""
+
+
+def _worker_peak_mb(root: Path, store: Path, *extra: str) -> float:
+    """Peak resident memory (MB) of the largest process under one `extract --workers 1` (its worker)."""
+    args = [str(root), "--features", "log_mel", "--workers", "1", "--store", str(store), "--run-dir",
+            str(store) + "-run", *extra]
+    return float(subprocess.run([sys.executable, "-c", _PEAK, *args], check=True, capture_output=True,
+                                text=True).stdout.strip())
+
+
+def test_a_worker_s_memory_is_flat_in_file_length(tmp_path):
+    import soundfile as sf
+
+    sr = 22050
+    for minutes in (10, 20):
+        path = tmp_path / f"m{minutes}" / "x" / "long.flac"
+        path.parent.mkdir(parents=True)
+        with sf.SoundFile(str(path), "w", sr, 1) as f:
+            for i in range(minutes):  # written a minute at a time: the test itself stays small
+                f.write(tone(110.0 * (1 + i % 5), 60.0) + noise(60.0, seed=i))
+    ten = _worker_peak_mb(tmp_path / "m10", tmp_path / "s10")
+    twenty = _worker_peak_mb(tmp_path / "m20", tmp_path / "s20")
+    whole = _worker_peak_mb(tmp_path / "m20", tmp_path / "w20", "--max-duration", "0")
+    print(f"worker peak: 10 min {ten:.0f} MB, 20 min {twenty:.0f} MB, 20 min whole {whole:.0f} MB")
+    assert twenty < 1.15 * ten, (ten, twenty)  # 20 minutes cost what 10 do
+    assert whole > twenty + 150, (twenty, whole)  # the old behaviour, on request: it grows with the file

@@ -100,7 +100,7 @@ def _three_entries(folder):
 
 
 def test_a_pack_cut_short_is_reported_and_never_written_over(tmp_path):
-    f = _three_entries(tmp_path / "f")
+    _three_entries(tmp_path / "f")
     pack = tmp_path / "f" / "packs" / "000000.pack"
     with open(pack, "r+b") as fh:  # an interrupted copy: the last entry and a half are gone
         fh.truncate(pack.stat().st_size - 12000)

@@ -42,7 +42,11 @@ class ExtractConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     sr: int = 22050
     offset: float = 0.0
-    duration: float | None = None  # seconds of audio to read; None: the whole file
+    duration: float | None = None  # seconds of audio to read; None: the whole file (up to max_duration)
+    # Longer files are read only this far (seconds; None: whole, whatever the length). The features of a
+    # whole file are computed at once, and their working memory grows with its length (measured: ~200 MB a
+    # minute for summary_gtzan, 12.8 GB for an hour); the cap keeps a worker's peak flat in file length.
+    max_duration: float | None = 600.0
     min_duration: float = 0.5  # shorter audio is reported as bad
     workers: int = 1  # worker processes; 0 computes in this process (debugging)
 
@@ -66,6 +70,7 @@ class ExtractReport:
     workers: int
     features: dict[str, str]  # feature name -> store key
     failures: list[Failure]
+    cut: list[str] = field(default_factory=list)  # tracks longer than max_duration, read only that far
 
     @property
     def tracks_per_s(self) -> float:
@@ -119,7 +124,8 @@ def _try_on_noise(spec: FeatureSpec, params: dict, given: dict, *, sr: int, seco
 
 def _source(kind: str, config: ExtractConfig, dataset: Dataset) -> dict:
     if kind == "audio":
-        return {"sr": config.sr, "offset": config.offset, "duration": config.duration, "mono": True}
+        return {"sr": config.sr, "offset": config.offset, "duration": config.duration, "mono": True,
+                **({"max_duration": config.max_duration} if config.max_duration is not None else {})}
     if kind == "table":
         return {"columns": list(dataset.feature_columns)}
     return {}
@@ -161,7 +167,12 @@ def _compute(task: dict) -> dict:
             return out
         if kind == "audio":
             cfg = task["audio"]
-            x, sr = audio_io.load(source, sr=cfg["sr"], offset=cfg["offset"], duration=cfg["duration"], allow_silent=False)
+            cap, want = cfg["max_duration"], cfg["duration"]
+            if cap is not None and (want is None or want > cap):
+                want = cap + 1.0  # a second more tells a longer file from one of exactly the cap's length
+            x, sr = audio_io.load(source, sr=cfg["sr"], offset=cfg["offset"], duration=want, allow_silent=False)
+            if cap is not None and x.shape[0] > int(round(cap * sr)):  # longer than the cap: said in the report
+                x, out["cut"] = x[: int(round(cap * sr))], True
             if x.shape[0] < cfg["min_duration"] * sr:
                 raise AudioError(f"audio is {x.shape[0] / sr:.2f} s, shorter than the minimum "
                                           f"{cfg['min_duration']} s", path=source)
@@ -203,6 +214,7 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
     tasks, n_up_to_date = _plan_tasks(dataset, store, config, jobs, stored)
     total = n_up_to_date + len(tasks)
     failures: list[Failure] = []
+    cut: list[str] = []
     log = RunLog(Path(run_dir), config, dataset, store) if run_dir is not None else None
     writers = {key: f.writer() for key, f in stored.items()}
     done = n_up_to_date
@@ -239,6 +251,8 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
             if result["stat"] and not result["errors"]:
                 pending_stats.append(result["stat"])
             n_computed += bool(result["arrays"])
+            if result.get("cut"):
+                cut.append(tid)
             # re-fingerprinted (touched, moved clock) but unchanged: verified current, nothing computed
             n_up_to_date += not result["arrays"] and not result["errors"]
         done += 1
@@ -250,7 +264,7 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
     def report() -> ExtractReport:
         return ExtractReport(dataset.name, total, n_computed, n_up_to_date, len({f.track_id for f in failures}),
                              time.perf_counter() - t0, config.workers, {j.name: j.key for j in jobs},
-                             sorted(failures, key=lambda f: (f.track_id, f.feature)))
+                             sorted(failures, key=lambda f: (f.track_id, f.feature)), sorted(cut))
 
     finished = False
     try:
@@ -291,7 +305,8 @@ def _plan_tasks(dataset, store, config, jobs, stored) -> tuple[list[dict], int]:
         by_input.setdefault(j.spec.input, []).append(j)
     fps = {key: f.fingerprints() for key, f in stored.items()}
     tasks, up_to_date = [], 0
-    audio_cfg = {"sr": config.sr, "offset": config.offset, "duration": config.duration, "min_duration": config.min_duration}
+    audio_cfg = {"sr": config.sr, "offset": config.offset, "duration": config.duration, "min_duration": config.min_duration,
+                 "max_duration": config.max_duration}
     for track in dataset.tracks:
         for kind, kind_jobs in by_input.items():
             source = _input_of(track, kind)
