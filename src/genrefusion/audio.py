@@ -135,7 +135,7 @@ def probe(path: str | Path) -> AudioInfo:
     path = Path(path)
     _check_file(path)
     try:
-        with _quiet_native_stderr(path.suffix.lower() == ".mp3"):
+        with _quiet_native_stderr(True):
             info = sf.info(str(path))
         if info.samplerate > 0 and info.channels > 0:
             return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), "soundfile")
@@ -176,6 +176,7 @@ _PLAIN = (
     (r"^End of file", "no audio data"),
     (r"psf_fseek\(\) failed|unexpected end of file|End of file", "the file ends early"),
     (r"lost sync", "the data is damaged (decoder lost sync)"),
+    (r"codec can't decode byte", "unreadable text in its metadata"),
 )
 
 
@@ -275,7 +276,7 @@ class _FallBack(Exception):
 
 def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     try:
-        with _quiet_native_stderr(path.suffix.lower() == ".mp3"):  # libmpg123 talks while it looks for frames
+        with _quiet_native_stderr(True):  # libmpg123 talks while it looks for frames, whatever the file's name
             f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise _FallBack(err) from None
@@ -294,14 +295,37 @@ def _decode_soundfile(path: Path, offset: float, duration: float | None) -> tupl
                         f.seek(min(start, f.frames))
                     else:
                         f.read(start, dtype="float32")
-                y = f.read(frames=want, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as err:
+                y = _read_blocks(f, want)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as err:
             raise AudioError(f"damaged or truncated audio: {_short(err)}", path=path) from None
     if expected and y.shape[0] < expected * (1 - TRUNCATION_TOLERANCE) - 1:
         raise AudioError(
             f"truncated audio: header promises {expected} frames, only {y.shape[0]} decode", path=path
         )
     return y, native_sr
+
+
+#: Frames read at a time: the memory a read takes follows what decodes, not what a (damaged) header promises.
+READ_BLOCK = 1 << 20
+
+
+def _read_blocks(f: sf.SoundFile, want: int) -> np.ndarray:
+    """``want`` frames (-1: all) as ``(n, channels)`` float32. libsndfile sizes a whole read by the header's frame
+    count, so a header edited to promise 64 billion frames would ask for 240 GiB before reading a byte."""
+    blocks, left = [], want
+    while left != 0:
+        n = READ_BLOCK if left < 0 else min(READ_BLOCK, left)
+        if f.seekable() and f.frames - f.tell() <= 0:  # at (or, after a fuzzy seek, past) the declared end
+            break
+        block = f.read(frames=n, dtype="float32", always_2d=True)
+        if block.shape[0]:
+            blocks.append(block)
+            left -= block.shape[0] if left > 0 else 0
+        if block.shape[0] < n:
+            break
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
 
 
 _STDERR = threading.Lock()
