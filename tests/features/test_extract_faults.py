@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from genrefusion.cli import main
 from genrefusion.datasets import open_dataset
@@ -142,3 +143,45 @@ def test_a_worker_s_memory_is_flat_in_file_length(tmp_path):
     print(f"worker peak: 10 min {ten:.0f} MB, 20 min {twenty:.0f} MB, 20 min whole {whole:.0f} MB")
     assert twenty < 1.15 * ten, (ten, twenty)  # 20 minutes cost what 10 do
     assert whole > twenty + 150, (twenty, whole)  # the old behaviour, on request: it grows with the file
+
+
+def _entries(store: Path) -> int:
+    import sqlite3
+
+    counts = []
+    for index in (store / "features").glob("*/index.sqlite"):
+        try:
+            with sqlite3.connect(index) as con:
+                counts.append(con.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+        except sqlite3.Error:
+            counts.append(0)
+    return min(counts) if len(counts) == 2 else 0
+
+
+@pytest.mark.parametrize("seed", [3, pytest.param(4, marks=pytest.mark.slow)])
+def test_extract_stopped_at_a_random_moment_resumes_to_the_clean_run(tmp_path, seed):
+    import random
+
+    rng = random.Random(seed)
+    root = _library(tmp_path / "lib", 60)
+    how, at = rng.choice([signal.SIGKILL, signal.SIGTERM]), rng.randint(1, 30)
+    cmd = [sys.executable, "-m", "genrefusion.cli", "extract", str(root), "--features", "summary_gtzan,log_mel",
+           "--workers", "2", "--store", str(tmp_path / "s"), "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_for(lambda: _entries(tmp_path / "s") >= at, timeout=180), "the run ended before the stop"
+        workers = [p for p in descendants(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        proc.send_signal(how)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert wait_for(lambda: not alive(workers), timeout=2.0)
+    assert 0 < _entries(tmp_path / "s") < 60
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    clean = [*cmd[:-4], "--store", str(tmp_path / "clean"), "--run-dir", str(tmp_path / "run2")]
+    assert subprocess.run(clean, capture_output=True).returncode == 0
+    ids = sorted(t.track_id for t in open_dataset(root).tracks)
+    got, want = _arrays(tmp_path / "s", ids), _arrays(tmp_path / "clean", ids)
+    assert got.keys() == want.keys() and all(
+        all(np.array_equal(g, w) for g, w in zip(got[k], want[k])) for k in want)

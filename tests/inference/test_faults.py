@@ -90,7 +90,7 @@ def _table(db: Path) -> list[tuple]:
                            "FROM tracks ORDER BY path").fetchall()
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_tag_stopped_at_a_random_moment_resumes_to_the_clean_run(frozen_bundle, library, tmp_path, seed):
     clean = tmp_path / "clean.sqlite"
     subprocess.run([sys.executable, "-m", "genrefusion.cli", "tag", library, "--db", clean, "--model", frozen_bundle,
