@@ -119,3 +119,33 @@ def wait_for(condition, timeout: float, step: float = 0.05):
             return value
         time.sleep(step)
     return None
+
+
+def workers_of(pid: int) -> list[int]:
+    """The multiprocessing workers (spawned) below ``pid``."""
+    found = []
+    for p in descendants(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes():
+                found.append(p)
+        except OSError:
+            pass
+    return found
+
+
+def stop_when(proc, ready, how: int, *, timeout: float) -> list[int]:
+    """Send ``how`` to ``proc`` once ``ready()`` holds and wait for it to end (killing its group if it does not
+    within 10 s); returns the workers it had, after checking they are gone within 2 s."""
+    import os
+    import signal
+
+    try:
+        assert wait_for(ready, timeout=timeout), "the run ended (or never started) before the stop"
+        workers = workers_of(proc.pid)
+        proc.send_signal(how)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert wait_for(lambda: not alive(workers), timeout=2.0), f"workers {alive(workers)} outlived the command"
+    return workers

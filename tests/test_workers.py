@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from genrefusion.workers import map_ordered, run_pool
-from tests.conftest import alive, descendants
+from tests.conftest import alive, wait_for, workers_of
 
 
 def square_or_die(x: int) -> int:
@@ -35,24 +34,26 @@ def test_ordered_results_keep_the_input_order_around_a_crash():
         (x, None if x == 7 else x * x) for x in range(10)]
 
 
-def _workers() -> list[int]:
-    return [p for p in descendants(os.getpid()) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-
-
 def test_an_interrupt_stops_the_workers_at_once_instead_of_waiting_for_their_tasks():
+    import threading
+
     seen = {}
 
     def ring(signum, frame):  # an interrupt arriving while the pool waits for results
-        seen["workers"], seen["at"] = _workers(), time.monotonic()
+        seen["workers"], seen["at"] = workers_of(os.getpid()), time.monotonic()
         raise KeyboardInterrupt
 
+    def interrupt_once_both_work():
+        if wait_for(lambda: len(workers_of(os.getpid())) == 2, timeout=60):
+            time.sleep(0.5)  # their tasks (30 s each) are under way
+        os.kill(os.getpid(), signal.SIGALRM)
+
     before = signal.signal(signal.SIGALRM, ring)
-    signal.setitimer(signal.ITIMER_REAL, 3.0)
+    threading.Thread(target=interrupt_once_both_work, daemon=True).start()
     try:
         with pytest.raises(KeyboardInterrupt):
             list(run_pool(slow, range(4), workers=2))
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, before)
     assert len(seen["workers"]) == 2, "the workers must be running for this test to mean anything"
     assert time.monotonic() - seen["at"] < 2.0 and not alive(seen["workers"])

@@ -17,7 +17,7 @@ import pytest
 from genrefusion.cli import main
 from genrefusion.datasets import open_dataset
 from genrefusion.features.store import FeatureStore, StoreWriter
-from tests.conftest import alive, descendants, noise, tone, wait_for, write
+from tests.conftest import alive, noise, stop_when, tone, wait_for, workers_of, write
 
 
 def _library(root: Path, n: int, seconds: float = 3.0) -> Path:
@@ -97,7 +97,7 @@ def test_a_stopped_extract_keeps_its_run_folder_and_leaves_no_worker(tmp_path):
         failures = tmp_path / "run" / "failures.csv"
         assert wait_for(lambda: failures.exists() and "clip 000 broken" in failures.read_text(), timeout=120), \
             "the run folder must hold the failure met so far while the run goes on"
-        workers = [p for p in descendants(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        workers = workers_of(proc.pid)
         assert proc.poll() is None and workers
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -168,15 +168,7 @@ def test_extract_stopped_at_a_random_moment_resumes_to_the_clean_run(tmp_path, s
     cmd = [sys.executable, "-m", "genrefusion.cli", "extract", str(root), "--features", "summary_gtzan,log_mel",
            "--workers", "2", "--store", str(tmp_path / "s"), "--run-dir", str(tmp_path / "run")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        assert wait_for(lambda: _entries(tmp_path / "s") >= at, timeout=180), "the run ended before the stop"
-        workers = [p for p in descendants(proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-        proc.send_signal(how)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert wait_for(lambda: not alive(workers), timeout=2.0)
+    stop_when(proc, lambda: _entries(tmp_path / "s") >= at, how, timeout=180)
     assert 0 < _entries(tmp_path / "s") < 60
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     clean = [*cmd[:-4], "--store", str(tmp_path / "clean"), "--run-dir", str(tmp_path / "run2")]

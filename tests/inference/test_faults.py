@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import alive, descendants, wait_for
+from tests.conftest import alive, stop_when, wait_for, workers_of
 
 N = 1200  # files: about 15 s of tagging with 2 workers, so a stop falls mid-way
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
@@ -35,10 +35,6 @@ def _start(*args, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _workers(pid: int) -> list[int]:
-    return [p for p in descendants(pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-
-
 def _rows(db: Path) -> int:
     try:
         with sqlite3.connect(db) as con:
@@ -51,7 +47,7 @@ def _rows(db: Path) -> int:
 def test_a_stopped_predict_leaves_no_worker_and_stops_within_2_s(frozen_bundle, library, tmp_path, how):
     proc = _start("predict", library, "--model", frozen_bundle, "--workers", "2", "--format", "jsonl", cwd=tmp_path)
     try:
-        workers = wait_for(lambda: len(_workers(proc.pid)) == 2 and _workers(proc.pid), timeout=60)
+        workers = wait_for(lambda: len(workers_of(proc.pid)) == 2 and workers_of(proc.pid), timeout=60)
         assert workers and proc.stdout.readline(), "the run must be under way for this test to mean anything"
         t0 = time.monotonic()
         proc.send_signal(getattr(signal, how))
@@ -71,7 +67,7 @@ def test_tag_survives_a_killed_worker_and_tags_every_file(frozen_bundle, library
     db = tmp_path / "tags.sqlite"
     proc = _start("tag", library, "--db", db, "--model", frozen_bundle, "--workers", "2", cwd=tmp_path)
     try:
-        workers = wait_for(lambda: _rows(db) >= 5 and _workers(proc.pid), timeout=90)
+        workers = wait_for(lambda: _rows(db) >= 5 and workers_of(proc.pid), timeout=90)
         assert workers, "the run must be under way for this test to mean anything"
         os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
         out, err = proc.communicate(timeout=300)
@@ -99,15 +95,7 @@ def test_tag_stopped_at_a_random_moment_resumes_to_the_clean_run(frozen_bundle, 
     db = tmp_path / "stopped.sqlite"
     how, at = rng.choice([signal.SIGKILL, signal.SIGTERM]), rng.randint(1, N // 2)
     proc = _start("tag", library, "--db", db, "--model", frozen_bundle, "--workers", "2", cwd=tmp_path)
-    try:
-        assert wait_for(lambda: _rows(db) >= at, timeout=120), "the run ended before the stop"
-        workers = _workers(proc.pid)
-        proc.send_signal(how)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert wait_for(lambda: not alive(workers), timeout=2.0)
+    stop_when(proc, lambda: _rows(db) >= at, how, timeout=120)
     kept = _rows(db)
     assert 0 < kept < N
     again = subprocess.run([sys.executable, "-m", "genrefusion.cli", "tag", library, "--db", db, "--model",
