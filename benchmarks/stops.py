@@ -25,54 +25,8 @@ from pathlib import Path
 
 from genrefusion import __version__
 
-
-def _children(pid: int) -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    return tree
-
-
-def _workers(pid: int) -> list[int]:
-    tree, found, todo = _children(pid), [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    out = []
-    for p in found:
-        try:
-            if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes():
-                out.append(p)
-        except OSError:
-            pass
-    return out
-
-
-def _alive(pids: list[int]) -> list[int]:
-    live = []
-    for p in pids:
-        try:
-            if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                live.append(p)
-        except OSError:
-            pass
-    return live
-
-
-def _until(condition, timeout: float):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    return None
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import alive, wait_for, workers_of  # noqa: E402  (the tests' /proc helpers; needs .[test])
 
 
 def measure(data: Path, work: Path) -> dict:
@@ -88,17 +42,17 @@ def measure(data: Path, work: Path) -> dict:
             work.mkdir(parents=True)
             proc = subprocess.Popen([sys.executable, "-m", "genrefusion.cli", *args], cwd=work,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            workers = _until(lambda: len(_workers(proc.pid)) == 2 and _workers(proc.pid), 120) or []
+            workers = wait_for(lambda: len(workers_of(proc.pid)) == 2 and workers_of(proc.pid), 120) or []
             time.sleep(4.0)
             t0 = time.monotonic()
             proc.send_signal(sig)
             proc.wait(timeout=30)
             ended = time.monotonic() - t0
-            _until(lambda: not _alive(workers), 10)
+            wait_for(lambda: not alive(workers), 10, step=0.01)
             gone = time.monotonic() - t0
             rows[f"{name} {sig.name}"] = {"exit_code": proc.returncode, "command_ended_s": round(ended, 3),
                                           "workers_gone_s": round(gone, 3), "workers": len(workers),
-                                          "left_running": len(_alive(workers))}
+                                          "left_running": len(alive(workers))}
             print(name, sig.name, rows[f"{name} {sig.name}"], flush=True)
     return rows
 

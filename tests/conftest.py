@@ -140,7 +140,8 @@ def stop_when(proc, ready, how: int, *, timeout: float) -> list[int]:
     import signal
 
     try:
-        assert wait_for(ready, timeout=timeout), "the run ended (or never started) before the stop"
+        wait_for(lambda: ready() or proc.poll() is not None, timeout=timeout)
+        assert proc.poll() is None and ready(), "the run ended (or never got there) before the stop"
         workers = workers_of(proc.pid)
         proc.send_signal(how)
         proc.wait(timeout=10)

@@ -57,3 +57,22 @@ def test_every_shipped_recipe_is_a_valid_config_that_says_what_it_reproduces(rec
     check_inputs(cfg)
     assert cfg.description and cfg.reference and cfg.name == recipe
     assert cfg.data.path.startswith("../shared/data/")
+
+
+def test_a_train_killed_while_its_inputs_are_extracted_leaves_no_worker(synth_gtzan, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import stop_when, workers_of
+
+    cfg = make_config(synth_gtzan, tmp_path / "fresh-store", fusion=None,
+                      inputs={"s": {"feature": "summary_gtzan", "params": {"hpss": False}}},
+                      branches={"lr": {"model": "logreg", "inputs": ["s"]}})
+    cfg.data.workers = 2
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    proc = subprocess.Popen([sys.executable, "-m", "genrefusion.cli", "train", str(path), "--out", str(tmp_path / "r")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    workers = stop_when(proc, lambda: len(workers_of(proc.pid)) == 2, signal.SIGKILL, timeout=120)
+    assert len(workers) == 2  # and stop_when saw them gone within 2 s of the kill
