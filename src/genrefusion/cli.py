@@ -46,6 +46,17 @@ out = Console()
 err = Console(stderr=True)
 
 KIND_HELP = "Dataset kind (see `genrefusion datasets kinds`); detected when omitted."
+ENGINE_HELP = "local (worker processes on this machine) or ray (actors on a Ray cluster; needs .[ray])."
+ADDRESS_HELP = ("With --engine ray: the cluster, 'auto' or ray://HOST:PORT (default: start a local Ray for this "
+                "command).")
+WORKERS_HELP = "Worker processes (with --engine ray: actors; default one per CPU of the cluster)."
+
+
+def _workers(workers: int | None, engine: str, local_default: int) -> int | None:
+    """The worker count a command runs with: the user's, else its local default, else (Ray) the cluster's CPUs."""
+    if engine == "ray" and workers is None:
+        return None
+    return local_default if workers is None else workers
 
 
 @contextmanager
@@ -182,7 +193,10 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
                                                        "the dataset's inputs."),
                 sets: list[str] = typer.Option([], "--set", help="Feature parameter, FEATURE.PARAM=VALUE; repeatable."),
                 store: Path = typer.Option(Path("store"), "--store", help="Feature store folder."),
-                workers: int = typer.Option(1, "--workers", min=0, help="Worker processes (0: in this process)."),
+                workers: Optional[int] = typer.Option(None, "--workers", min=0, help=WORKERS_HELP + " Default 1; 0: "
+                                                      "in this process."),
+                engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+                address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
                 run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where the run's config, report and "
                                                        "failures.csv go; default runs/extract-<time>."),
                 sr: int = typer.Option(22050, "--sr", help="Sample rate audio is resampled to (Hz)."),
@@ -199,8 +213,13 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
 
     ds = _open(dataset, kind)
     names = [n.strip() for n in features.split(",") if n.strip()] if features else []
+    from genrefusion.workers import engine_pool
+
+    engine_pool(engine, address)  # a bad engine, or a missing extra, before any work
+    workers = _workers(workers, engine, 1)
     config = ExtractConfig(features=names, params=_parse_sets(sets), sr=sr, offset=offset, duration=duration,
-                           min_duration=min_duration, workers=workers, max_duration=max_duration or None)
+                           min_duration=min_duration, workers=workers, max_duration=max_duration or None,
+                           engine=engine, address=address)
     try:  # names and parameters checked before a store or run folder exists
         jobs = plan_features(ds, config)
     except FeatureError as e:
@@ -215,7 +234,8 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
     finally:
         fs.close()
     out.print(f"{report.n_tracks} inputs: {report.n_computed} computed, {report.n_up_to_date} already current, "
-              f"{report.n_failed} failed, in {report.wall_s:.1f} s ({report.tracks_per_s:.2f}/s, {workers} workers)")
+              f"{report.n_failed} failed, in {report.wall_s:.1f} s ({report.tracks_per_s:.2f}/s, "
+              f"{workers or 'all CPUs as'} workers{' on Ray' if engine == 'ray' else ''})")
     for name, key in report.features.items():
         out.print(f"  {name} -> {store / 'features' / key}", highlight=False, soft_wrap=True)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
@@ -558,8 +578,10 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
                 top: int = typer.Option(3, "--top", min=1, help="Genres shown per file."),
                 fmt: str = typer.Option("text", "--format", help="text (bars), json, jsonl or csv."),
                 timeline: bool = typer.Option(False, "--timeline", help="Also the genre of each window in time."),
-                workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
-                backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP)):
+                workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP + " Default 1."),
+                backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP),
+                engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+                address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP)):
     """Genres of audio files ("not sure" below the model's confidence bar; "no music" for silence, "too short"
     for clips shorter than the model needs). Bad files are reported and skipped (exit code 3 if any)."""
     import csv as csv_mod
@@ -570,13 +592,17 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    from genrefusion.workers import engine_pool
+
+    engine_pool(engine, address)  # a bad engine, or a missing extra, before any work
+    workers = _workers(workers, engine, 1)
     files, skipped = expand_paths(paths)
     # a bad --model fails here, once; with worker processes this process never loads the model (nor torch)
     folder = resolve_bundle(model, profile)
     meta = read_meta(folder)
     audio_sources(meta, folder)
     check_backend(backend)
-    predictor = Predictor(folder, backend=backend) if workers == 1 else None
+    predictor = Predictor(folder, backend=backend) if workers == 1 and engine == "local" else None
     top = min(top, len(meta["labels"]))
     results = []
     writer = csv_mod.writer(sys.stdout) if fmt == "csv" else None
@@ -603,7 +629,7 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
     if fmt == "text":
         _say_skipped([s for s in skipped if not s.failed])
     for path, pred, error in predict_files(files, bundle=model, workers=workers, backend=backend,
-                                            predictor=predictor, profile=profile):
+                                            predictor=predictor, profile=profile, engine=engine, address=address):
         if error is not None:
             n_failed += 1
             not_taken(path, "error", error)
@@ -673,8 +699,10 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
                                     "resumes and only processes new or changed files."),
             model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
             profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
-            workers: int = typer.Option(2, "--workers", min=1, help="Worker processes."),
+            workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP + " Default 2."),
             backend: str = typer.Option("torch", "--backend", help=BACKEND_HELP),
+            engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+            address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
             export_to: Optional[Path] = typer.Option(None, "--export", help="Also write every result to this "
                                                      ".csv or .json file."),
             write_tags: bool = typer.Option(False, "--write-tags", help="Write the predicted genre into each "
@@ -695,11 +723,15 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
         check_export(export_to)
     if write_tags:
         _needs("tags", "--write-tags")
+    from genrefusion.workers import engine_pool
+
+    engine_pool(engine, address)  # a bad engine, or a missing extra, before any work
+    workers = _workers(workers, engine, 2)
     if not library.is_dir() and path_problem(library):
         raise GenreFusionError(f"library {path_problem(library)}", path=library)
     with LibraryDB(db) as database, _progress("tagging") as update:
         report = tag_library(library, database, bundle=model, profile=profile, workers=workers, backend=backend,
-                             prune=prune, on_progress=update,
+                             prune=prune, engine=engine, address=address, on_progress=update,
                              on_error=lambda p, e: err.print(f"error: {p}: {e}", markup=False, highlight=False,
                                                              soft_wrap=True))
         _say_skipped([s for s in report.not_taken if not s.failed])

@@ -25,8 +25,11 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator, TypeVar
+
+from genrefusion.errors import UsageError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -126,7 +129,7 @@ def _stop(pool: ProcessPoolExecutor, now: bool) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_pool(fn: Callable[[T], R], tasks: Iterable[T], *, workers: int, setup: Callable[..., None] | None = None,
+def run_pool(fn: Callable[[T], R], tasks: Iterable[T], *, workers: int | None, setup: Callable[..., None] | None = None,
              setup_args: tuple = (), in_flight_per_worker: int = 2) -> Iterator[tuple[T, R | None]]:
     """``(task, fn(task))`` as tasks finish, computed by ``workers`` spawned processes.
 
@@ -136,6 +139,7 @@ def run_pool(fn: Callable[[T], R], tasks: Iterable[T], *, workers: int, setup: C
     ``(task, None)`` (so ``fn`` itself never returns None). Leaving the iterator early, or an
     interrupt, terminates the workers at once.
     """
+    workers = workers or os.cpu_count() or 1
     queue = list(reversed(list(tasks)))
     suspects: list[T] = []
     while queue or suspects:
@@ -167,11 +171,34 @@ def run_pool(fn: Callable[[T], R], tasks: Iterable[T], *, workers: int, setup: C
             _stop(pool, now=not clean)
 
 
-def map_ordered(fn: Callable[[T], R], tasks: list[T], **kwargs) -> Iterator[tuple[T, R | None]]:
-    """:func:`run_pool` in the order of ``tasks``."""
+def engine_pool(engine: str = "local", address: str | None = None) -> Callable[..., Iterator]:
+    """The pool function of an engine (:data:`ENGINES`): ``local`` worker processes, or ``ray`` actors on a
+    cluster at ``address`` (None: a local Ray). Both keep :func:`run_pool`'s contract."""
+    if engine not in ENGINES:
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if address is not None and engine != "ray":
+        raise UsageError("--address names a Ray cluster: add --engine ray")
+    return ENGINES[engine](address)
+
+
+def _ray_pool(address):
+    from genrefusion.ray_engine import _ray, ray_pool
+
+    _ray()  # a missing extra is said before any work
+    return partial(ray_pool, address=address)
+
+
+#: The engines long commands run on (``--engine``): each gives a pool function with :func:`run_pool`'s contract.
+ENGINES: dict[str, Callable[[str | None], Callable[..., Iterator]]] = {"local": lambda address: run_pool,
+                                                                       "ray": _ray_pool}
+
+
+def map_ordered(fn: Callable[[T], R], tasks: list[T], *, pool: Callable[..., Iterator] = run_pool,
+                **kwargs) -> Iterator[tuple[T, R | None]]:
+    """``pool`` (:func:`run_pool` or an engine's) in the order of ``tasks``."""
     results: dict[int, R | None] = {}
     nxt = 0
-    for (i, _), result in run_pool(_Indexed(fn), list(enumerate(tasks)), **kwargs):
+    for (i, _), result in pool(_Indexed(fn), list(enumerate(tasks)), **kwargs):
         results[i] = result
         while nxt in results:
             yield tasks[nxt], results.pop(nxt)

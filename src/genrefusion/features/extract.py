@@ -28,7 +28,7 @@ from genrefusion.errors import AudioError, FeatureError, GenreFusionError, disk_
 from genrefusion.features.dsp import shared_spectra
 from genrefusion.features.registry import INPUTS, FeatureSpec, default_features, get_feature
 from genrefusion.features.store import FeatureStore, array_digest, file_digest
-from genrefusion.workers import CRASHED, run_pool
+from genrefusion.workers import CRASHED, engine_pool
 
 COMMIT_SECONDS = 2.0
 COMMIT_ITEMS = 64
@@ -48,7 +48,9 @@ class ExtractConfig:
     # minute for summary_gtzan, 12.8 GB for an hour); the cap keeps a worker's peak flat in file length.
     max_duration: float | None = 600.0
     min_duration: float = 0.5  # shorter audio is reported as bad
-    workers: int = 1  # worker processes; 0 computes in this process (debugging)
+    workers: int | None = 1  # worker processes (Ray actors; None: one per CPU); 0 computes in this process
+    engine: str = "local"  # "local" worker processes or "ray" actors (not part of any store key)
+    address: str | None = None  # the Ray cluster (None: a local Ray)
 
 
 @dataclass
@@ -270,14 +272,14 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
     try:
         if on_progress:
             on_progress(done, total)
-        if config.workers <= 0:
+        if config.engine == "local" and config.workers is not None and config.workers <= 0:
             from threadpoolctl import threadpool_limits
 
             with threadpool_limits(1):  # as in workers, so results do not depend on the worker count
                 for task in tasks:
                     accept(_compute(task), task)
         else:
-            for task, result in run_pool(_compute, tasks, workers=config.workers):
+            for task, result in engine_pool(config.engine, config.address)(_compute, tasks, workers=config.workers):
                 accept(result if result is not None else {"track_id": task["track_id"], "fatal": CRASHED}, task)
         commit()
         for w in writers.values():

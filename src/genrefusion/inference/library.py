@@ -158,7 +158,8 @@ class LibraryDB:
 
 
 def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = None, profile: str | None = None,
-                workers: int = 1, backend: str = "torch", prune: bool = False,
+                workers: int | None = 1, backend: str = "torch", prune: bool = False, engine: str = "local",
+                address: str | None = None,
                 on_progress: Callable[[int, int], None] | None = None,
                 on_error: Callable[[str, str], None] | None = None, commit_every_s: float = 2.0) -> TagReport:
     """Predict every new, changed or failed audio file under ``root`` and record it in ``db``; mark (or, with
@@ -179,7 +180,7 @@ def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = 
         on_progress(0, len(todo))
     try:
         for path, prediction, error in predict_files(todo, bundle=bundle, profile=profile, workers=workers,
-                                                     backend=backend, ordered=False):
+                                                     backend=backend, ordered=False, engine=engine, address=address):
             db.record(path, model, prediction, error)
             done += 1
             if error is not None:

@@ -415,18 +415,20 @@ def _predict_with(predictor: Predictor, path: str) -> tuple[str, Prediction | No
         return path, None, err.reason if err.path == path else str(err)
 
 
-def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, workers: int = 1,
+def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, workers: int | None = 1,
                   backend: str = "torch", ordered: bool = True, predictor: Predictor | None = None,
-                  profile: str | None = None) -> Iterator[tuple[str, Prediction | None, str | None]]:
+                  profile: str | None = None, engine: str = "local",
+                  address: str | None = None) -> Iterator[tuple[str, Prediction | None, str | None]]:
     """``(path, prediction, None)`` or ``(path, None, reason)`` per file (the reason in words, without the
-    path); ``workers`` processes.
+    path); ``workers`` processes, or with ``engine="ray"`` Ray actors on the cluster at ``address`` (``workers``
+    None: one per CPU of the cluster).
 
     A bad file gives its reason and the others go on. ``ordered=False`` yields as files finish.
     ``predictor``: an already loaded one for the in-process case (``workers`` 1). That case makes
     this process keep its freed memory (:func:`reuse_freed_memory`), as the workers do.
     """
     paths = [str(p) for p in paths]
-    if workers <= 1 or len(paths) <= 1:
+    if engine == "local" and (workers is None or workers <= 1 or len(paths) <= 1):
         reuse_freed_memory()
         if predictor is None:
             with single_threaded():  # an ONNX session fixes its thread count when it is made
@@ -436,10 +438,11 @@ def predict_files(paths: list[str | Path], *, bundle: str | Path | None = None, 
                 result = _predict_with(predictor, p)
             yield result
         return
-    from genrefusion.workers import CRASHED, map_ordered, run_pool
+    from genrefusion.workers import CRASHED, engine_pool, map_ordered
 
-    results = (map_ordered if ordered else run_pool)(_predict_one, paths, workers=workers, setup=_init_worker,
-                                                     setup_args=(bundle, backend, profile))
+    pool = engine_pool(engine, address)
+    kwargs = dict(workers=workers, setup=_init_worker, setup_args=(bundle, backend, profile))
+    results = map_ordered(_predict_one, paths, pool=pool, **kwargs) if ordered else pool(_predict_one, paths, **kwargs)
     for path, result in results:
         yield result if result is not None else (path, None, CRASHED)
 
