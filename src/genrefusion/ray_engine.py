@@ -16,7 +16,6 @@ joins an existing cluster.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from genrefusion.errors import GenreFusionError
@@ -29,10 +28,9 @@ class _Worker:
     """One actor: threads limited to its CPU, ``setup`` run once."""
 
     def __init__(self, setup, setup_args):
-        os.environ["OMP_NUM_THREADS"] = "1"
-        from threadpoolctl import threadpool_limits
+        from genrefusion.workers import one_thread
 
-        threadpool_limits(1)
+        one_thread()
         if setup is not None:
             setup(*setup_args)
 

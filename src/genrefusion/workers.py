@@ -104,13 +104,18 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="genrefusion-watchdog", daemon=True).start()
 
 
-def _init(parent: int, setup: Callable[..., None] | None, args: tuple) -> None:
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def one_thread() -> None:
+    """This worker process uses one BLAS/OpenMP thread: N workers on N cores, no oversubscription."""
     os.environ["OMP_NUM_THREADS"] = "1"
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)  # N workers on N cores: one BLAS/OpenMP thread each
+    threadpool_limits(1)
+
+
+def _init(parent: int, setup: Callable[..., None] | None, args: tuple) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    one_thread()
     if setup is not None:
         setup(*args)
 
