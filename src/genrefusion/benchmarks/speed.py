@@ -221,10 +221,14 @@ def _time_model(res: SpeedResult, profile: str | None, bundle, clips: list[Path]
             res.timings.append(Timing("model", f"{name}'s model, {patches} per 30 s", n, secs, float(sum(durations[:n])),
                                       note="decoded clips, one core: features and model"))
         log(f"{name}: patch curve timed")
+    import importlib.util
+
     worker_peak = 0.0
+    # the Ray engine (a local Ray started for the run, 2 actors) beside 2 local workers, on FLAC, when installed
+    runs = [(1, "local"), (2, "local")] + ([(2, "ray")] if importlib.util.find_spec("ray") else [])
     for fmt, files in sets.items():
-        for workers in (1, 2):
-            if workers == 1 and fmt != "FLAC":
+        for workers, engine in runs:
+            if (workers == 1 or engine == "ray") and fmt != "FLAC":
                 continue
             gc.collect()
             memory = _WorkerMemory()
@@ -232,13 +236,14 @@ def _time_model(res: SpeedResult, profile: str | None, bundle, clips: list[Path]
             failed = 0
             chosen = files if workers == 2 else files[:len(clips)]
             for i, (_, _, error) in enumerate(predict_files(chosen, bundle=bundle, profile=profile, workers=workers,
-                                                            ordered=False)):
+                                                            ordered=False, engine=engine)):
                 failed += error is not None
                 if i % 10 == 1:  # a worker's memory peaks on its first clips; sampling costs ~10 ms
                     memory.sample()
             wall = time.perf_counter() - t0
             worker_peak = max(worker_peak, memory.peak_mb)
-            what = f"{name}, {fmt}, {workers} worker{'s' * (workers > 1)}, {len(chosen)} files, with start-up"
+            who = f"{workers} Ray actors" if engine == "ray" else f"{workers} worker{'s' * (workers > 1)}"
+            what = f"{name}, {fmt}, {who}, {len(chosen)} files, with start-up"
             res.timings.append(Timing("predict", what, len(chosen), wall, 30.0 * len(chosen),
                                       note=f"{failed} failed" if failed else ""))
             log(f"predict {what}: {len(chosen) / wall:.1f} clips/s")
@@ -388,6 +393,13 @@ def speed_markdown(res: SpeedResult, plot_name: str, provenance: str = "") -> li
             lines.append(f"| {name} | {m['e2e'].get('FLAC', 0):.1f} | {m['e2e'].get('MP3', 0):.1f} | "
                          f"{f'{target:g}' if target else '—'} | {m['baseline']:.2f} | **{m['ratio']:.1f}x** |")
         lines += ["", "clips/s; every file a 30 s clip.", ""]
+    ray = {t.what.split(",")[0]: t.clips_per_s for t in res.timings if t.stage == "predict" and "Ray actors" in t.what}
+    if ray:
+        lines += ["The Ray engine (`--engine ray`: 2 actors on a local Ray started for the run, start-up included) "
+                  "against 2 local worker processes on the same FLAC files, in this run (target ≥ 0.8x; "
+                  "[SCALING.md](SCALING.md)): " + "; ".join(
+                      f"{name} {clips:.1f} clips/s, **{clips / m['e2e']['FLAC']:.2f}x**" for name, m in summary
+                      for n, clips in ray.items() if n == name and m["e2e"].get("FLAC")) + ".", ""]
     curve = [t for t in res.timings if t.stage == "model"]
     if curve:
         lines += ["Prediction by 3 s patches read per 30 s segment (decoded clips, one core; the cross suite scores the "
