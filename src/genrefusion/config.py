@@ -180,6 +180,10 @@ class ProtocolConfig:
     # after the evaluations, train once more on every track (no test part) and save that model as the run's
     # bundle: the evaluations estimate how well it does, the bundle learns from all the data
     refit: bool = False
+    # where the seeds, repeats and folds run: "local" (one after another here) or "ray" (as Ray tasks, one
+    # actor per CPU of the cluster at ``address``; None starts a local Ray); the results are the same
+    engine: str = "local"
+    address: str | None = None
 
 
 @dataclass

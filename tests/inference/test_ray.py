@@ -149,3 +149,26 @@ def test_a_worker_node_killed_mid_run_changes_no_result(cluster, frozen_bundle, 
     for p in paths:
         assert got[p][1] == local[p][1]
         assert got[p][0] is None or np.allclose(got[p][0], local[p][0], atol=1e-6)
+
+
+def test_kfold_folds_as_ray_tasks_give_the_local_results(cluster, synth_gtzan, synth_store, tmp_path):
+    from genrefusion.training.run import train_run
+    from tests.training.conftest import make_config
+
+    def config(engine: str):
+        cfg = make_config(synth_gtzan, synth_store, fusion={"strategy": "weighted_mean", "mode": "frozen"},
+                          inputs={"table": {"feature": "table_row"}},
+                          branches={"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}},
+                                    "lr": {"model": "logreg", "inputs": ["table"]}},
+                          train={"epochs": 3, "batch_size": 8, "threads": 1},
+                          protocol={"name": "kfold", "folds": 3, "engine": engine,
+                                    "address": cluster.address if engine == "ray" else None})
+        return cfg
+
+    local = train_run(config("local"), tmp_path / "local", log=lambda _: None)
+    on_ray = train_run(config("ray"), tmp_path / "ray", log=lambda _: None)
+    a, b = local.metrics["evaluations"], on_ray.metrics["evaluations"]
+    assert [e["name"] for e in a] == [e["name"] for e in b] == ["fold1", "fold2", "fold3"]
+    assert [e["track"] for e in a] == [e["track"] for e in b]
+    # every test track's probabilities, to the 5 decimals the run folder keeps
+    assert (tmp_path / "ray" / "predictions.csv").read_text() == (tmp_path / "local" / "predictions.csv").read_text()

@@ -165,6 +165,27 @@ def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Win
     return Evaluation(name, saved, fitted, track, window, parts["test"].ids, tp)
 
 
+def _call(job: partial) -> Evaluation:
+    return job()
+
+
+def _run_jobs(cfg: RunConfig, jobs: list[partial], log: Log) -> list[Evaluation]:
+    """The evaluations of ``jobs`` in job order: here (:func:`_busy_ones_last`) or, with ``protocol.engine: ray``,
+    as Ray tasks (each job is independent: its own seed, split and run folder; shared branches are locked)."""
+    if cfg.protocol.engine == "local":
+        return _busy_ones_last(jobs, log)
+    from genrefusion.workers import CRASHED, engine_pool, map_ordered
+
+    done = []
+    for job, ev in map_ordered(_call, jobs, pool=engine_pool(cfg.protocol.engine, cfg.protocol.address),
+                               workers=None):
+        if ev is None:
+            raise ConfigError(f"{job.keywords['name']}: {CRASHED}")
+        log(f"{ev.name}: test accuracy {ev.track['accuracy']:.4f} (tracks), on Ray")
+        done.append(ev)
+    return done
+
+
 def _busy_ones_last(jobs: list[partial], log: Log) -> list[Evaluation]:
     """Run ``jobs`` (:func:`_train_and_test` of each seed, repeat or fold) in order, except that a job
     whose cached branch another process is training right now goes to the back, and is run (waiting
@@ -201,7 +222,7 @@ def holdout(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
         raise ConfigError(f"holdout needs parts train and test (valid optional); split has {split.parts}")
     valid = split.ids("valid") if "valid" in split.parts else None
     seeds = cfg.protocol.seeds or [cfg.train.seed]
-    return _busy_ones_last([partial(_train_and_test, _seeded(cfg, seed), ds, data, windowing, split, fit_part="train",
+    return _run_jobs(cfg, [partial(_train_and_test, _seeded(cfg, seed), ds, data, windowing, split, fit_part="train",
                                     valid_ids=valid, fusion_ids=None, name=f"seed{seed}",
                                     run_dir=run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir, log=log)
                             for seed in seeds], log)
@@ -218,7 +239,7 @@ def two_stage(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing
     if not {names["branches"], names["fusion"], "test"} <= set(split.parts):
         raise ConfigError(f"two_stage needs parts branches/fusion/test (or train/valid/test); split has {split.parts}")
     seeds = cfg.protocol.seeds or [cfg.train.seed]
-    return _busy_ones_last([partial(_train_and_test, _seeded(cfg, seed), ds, data, windowing, split,
+    return _run_jobs(cfg, [partial(_train_and_test, _seeded(cfg, seed), ds, data, windowing, split,
                                     fit_part=names["branches"], valid_ids=None, fusion_ids=split.ids(names["fusion"]),
                                     name=f"seed{seed}", run_dir=run_dir / f"seed{seed}" if len(seeds) > 1 else run_dir,
                                     log=log)
@@ -238,7 +259,7 @@ def repeated(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing,
         c.split.seed = seed
         jobs.append(partial(_train_and_test, c, ds, data, windowing, split, fit_part="train", valid_ids=None,
                             fusion_ids=None, name=f"repeat{r:02d}", run_dir=run_dir / f"repeat{r:02d}", log=log))
-    return _busy_ones_last(jobs, log)
+    return _run_jobs(cfg, jobs, log)
 
 
 @register_protocol("kfold")
@@ -246,7 +267,7 @@ def kfold(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, ru
     """``protocol.folds`` stratified folds, artist-grouped where artists are known; each fold is the
     test part once, validation carved from the other folds."""
     folds = kfold_splits(ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist)
-    return _busy_ones_last([partial(_train_and_test, cfg, ds, data, windowing, fold, fit_part="train", valid_ids=None,
+    return _run_jobs(cfg, [partial(_train_and_test, cfg, ds, data, windowing, fold, fit_part="train", valid_ids=None,
                                     fusion_ids=None, name=f"fold{i + 1}", run_dir=run_dir / f"fold{i + 1}", log=log)
                             for i, fold in enumerate(folds)], log)
 
