@@ -52,8 +52,12 @@ ADDRESS_HELP = ("With --engine ray: the cluster, 'auto' or ray://HOST:PORT (defa
 WORKERS_HELP = "Worker processes (with --engine ray: actors; default one per CPU of the cluster)."
 
 
-def _workers(workers: int | None, engine: str, local_default: int) -> int | None:
-    """The worker count a command runs with: the user's, else its local default, else (Ray) the cluster's CPUs."""
+def _workers(workers: int | None, engine: str, address: str | None, local_default: int) -> int | None:
+    """The worker count a command runs with: the user's, else its local default, else (Ray) the cluster's CPUs.
+    A bad engine or address, or a missing extra, fails here, before any work."""
+    from genrefusion.workers import engine_pool
+
+    engine_pool(engine, address)
     if engine == "ray" and workers is None:
         return None
     return local_default if workers is None else workers
@@ -213,10 +217,7 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
 
     ds = _open(dataset, kind)
     names = [n.strip() for n in features.split(",") if n.strip()] if features else []
-    from genrefusion.workers import engine_pool
-
-    engine_pool(engine, address)  # a bad engine, or a missing extra, before any work
-    workers = _workers(workers, engine, 1)
+    workers = _workers(workers, engine, address, 1)
     config = ExtractConfig(features=names, params=_parse_sets(sets), sr=sr, offset=offset, duration=duration,
                            min_duration=min_duration, workers=workers, max_duration=max_duration or None,
                            engine=engine, address=address)
@@ -592,10 +593,7 @@ def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folder
 
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    from genrefusion.workers import engine_pool
-
-    engine_pool(engine, address)  # a bad engine, or a missing extra, before any work
-    workers = _workers(workers, engine, 1)
+    workers = _workers(workers, engine, address, 1)
     files, skipped = expand_paths(paths)
     # a bad --model fails here, once; with worker processes this process never loads the model (nor torch)
     folder = resolve_bundle(model, profile)
@@ -723,10 +721,7 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
         check_export(export_to)
     if write_tags:
         _needs("tags", "--write-tags")
-    from genrefusion.workers import engine_pool
-
-    engine_pool(engine, address)  # a bad engine, or a missing extra, before any work
-    workers = _workers(workers, engine, 2)
+    workers = _workers(workers, engine, address, 2)
     if not library.is_dir() and path_problem(library):
         raise GenreFusionError(f"library {path_problem(library)}", path=library)
     with LibraryDB(db) as database, _progress("tagging") as update:

@@ -38,7 +38,7 @@ class _Worker:
         return fn(task)
 
 
-def _ray():
+def require_ray():
     try:
         import ray
     except ImportError:
@@ -50,7 +50,7 @@ def ray_pool(fn: Callable[[T], R], tasks: Iterable[T], *, workers: int | None = 
              setup: Callable[..., None] | None = None, setup_args: tuple = (), in_flight_per_worker: int = 2,
              address: str | None = None) -> Iterator[tuple[T, R | None]]:
     """:func:`genrefusion.workers.run_pool` on Ray; ``workers``: actors (None: one per CPU of the cluster)."""
-    ray = _ray()
+    ray = require_ray()
     started = not ray.is_initialized()
     if started:
         local = {"num_cpus": workers, "include_dashboard": False, "_node_ip_address": "127.0.0.1"} \

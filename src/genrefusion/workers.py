@@ -187,9 +187,9 @@ def engine_pool(engine: str = "local", address: str | None = None) -> Callable[.
 
 
 def _ray_pool(address):
-    from genrefusion.ray_engine import _ray, ray_pool
+    from genrefusion.ray_engine import ray_pool, require_ray
 
-    _ray()  # a missing extra is said before any work
+    require_ray()  # a missing extra is said before any work
     return partial(ray_pool, address=address)
 
 
