@@ -6,8 +6,9 @@
    processes, then with 2 Ray actors on a local Ray started for it (2 CPUs): clips per second, start-up
    included, and their ratio (the Ray overhead on this machine).
 2. The per-task cost of the Ray engine: a task that does nothing, through the same pool, per second.
-3. The driver's share: recording one result row in the tag database (SQLite, commits every 2 s as ``tag``
-   does), per second: the ceiling of tracks per second one driver can take, whatever the cluster's size.
+3. The driver's share: recording one result row in each of tag's result stores (SQLite, committed every
+   2 s as ``tag`` does; Parquet shards of 5 000 rows, ``--shards``), per second: the ceiling of tracks per
+   second one driver can take, whatever the cluster's size.
 
 Every number in the output comes from this run.
 """
@@ -47,21 +48,24 @@ def _task_rate(n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _db_rate(paths: list[str], repeat: int) -> float:
-    from genrefusion.inference.library import LibraryDB
+def _store_rates(paths: list[str], repeat: int) -> dict[str, float]:
+    from genrefusion.inference.library import LibraryDB, ShardStore
     from genrefusion.inference.predictor import Predictor
 
     prediction = Predictor(profile="fast").predict_file(paths[0])
-    with tempfile.TemporaryDirectory() as tmp, LibraryDB(Path(tmp) / "t.sqlite") as db:
-        t0 = time.perf_counter()
-        last = time.monotonic()
-        for i in range(repeat):
-            db.record(paths[i % len(paths)], "model", prediction, None)
-            if time.monotonic() - last > 2.0:
-                db.conn.commit()
-                last = time.monotonic()
-        db.conn.commit()
-        return repeat / (time.perf_counter() - t0)
+    rates = {}
+    for name, store in (("sqlite", LibraryDB), ("parquet_shards", ShardStore)):
+        with tempfile.TemporaryDirectory() as tmp, store(Path(tmp) / "results") as db:
+            t0 = time.perf_counter()
+            last = time.monotonic()
+            for i in range(repeat):
+                db.record(paths[i % len(paths)], "model", prediction, None)
+                if time.monotonic() - last > 2.0:  # as tag_library commits
+                    db.commit()
+                    last = time.monotonic()
+            db.commit(force=True)
+            rates[name] = repeat / (time.perf_counter() - t0)
+    return rates
 
 
 def main() -> None:
@@ -74,11 +78,12 @@ def main() -> None:
     local = _throughput(paths, "local")
     on_ray = _throughput(paths, "ray")
     tasks = _task_rate(2000)
-    rows = _db_rate(paths, 20000)
+    rows = _store_rates(paths, 20000)
     result = {"command": "python benchmarks/ray_throughput.py", "files": len(paths), "workers": 2,
               "local_clips_per_s": round(local, 2), "ray_clips_per_s": round(on_ray, 2),
               "ray_over_local": round(on_ray / local, 3), "ray_empty_tasks_per_s": round(tasks, 1),
-              "driver_db_rows_per_s": round(rows, 1), "genrefusion": __version__,
+              "driver_db_rows_per_s": round(rows["sqlite"], 1),
+              "driver_shard_rows_per_s": round(rows["parquet_shards"], 1), "genrefusion": __version__,
               "python": platform.python_version(), "cpus": os.cpu_count()}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -467,6 +467,9 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                                               "suite, mode and --seeds finished (in the report's results.json); run the rest."),
                   rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="With --resume: run again the entries "
                                                             "whose label contains this text (repeatable), e.g. after a fix."),
+                  engine: str = typer.Option("local", "--engine", help="local (entries one after another) or ray "
+                                             "(the training suites' entries as Ray tasks; needs .[ray])."),
+                  address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
                   list_only: bool = typer.Option(False, "--list", help="List the suites and exit.")):
     """Run benchmark suites on the shared data and regenerate docs/BENCHMARKS.md."""
     from genrefusion.benchmarks.run import SPEED, benchmark
@@ -482,8 +485,10 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                       "—", "GTZAN's real 30 s clips, the packaged default model")
         out.print(table)
         return
+    _workers(None, engine, address, 1)
     path = benchmark(list(suites or [*SUITES, SPEED]), data_root=str(data or data_root()), out=report, runs_dir=runs,
-                     quick=quick, seeds=seeds, store=str(store), resume=resume, rerun=tuple(rerun or ()), log=_log)
+                     quick=quick, seeds=seeds, store=str(store), resume=resume, rerun=tuple(rerun or ()), log=_log,
+                     engine=engine, address=address)
     out.print(f"wrote {path}", highlight=False)
 
 
@@ -695,6 +700,9 @@ def _say_skipped(skipped: list, limit: int = 5) -> None:
 def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned recursively)."),
             db: Path = typer.Option(Path("genrefusion-tags.sqlite"), "--db", help="SQLite file of results; a re-run "
                                     "resumes and only processes new or changed files."),
+            shards: Optional[Path] = typer.Option(None, "--shards", help="Keep the results in this folder of "
+                                                  "Parquet shards instead of --db (one shard per batch; for very "
+                                                  "large libraries; read with genrefusion.read_tags)."),
             model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
             profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
             workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP + " Default 2."),
@@ -712,9 +720,11 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
     """Tag a whole library: predictions go to an SQLite file that mirrors it (new, changed and failed files are
     (re)done, gone files marked missing); files' own tags only with --write-tags. Exit code 3 while any file fails."""
     from genrefusion.audio import path_problem
-    from genrefusion.inference.library import LibraryDB, check_export, export, tag_library, write_genre_tags
+    from genrefusion.inference.library import LibraryDB, ShardStore, check_export, export, tag_library, write_genre_tags
 
     # everything that can be wrong with the command is found before the pass and before a database exists
+    if shards is not None and db != Path("genrefusion-tags.sqlite"):
+        raise UsageError("--db and --shards are two places for the same results; pass one")
     if (overwrite or dry_run) and not write_tags:
         raise UsageError("--overwrite and --dry-run apply to --write-tags; add it")
     if export_to is not None:
@@ -724,7 +734,7 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
     workers = _workers(workers, engine, address, 2)
     if not library.is_dir() and path_problem(library):
         raise GenreFusionError(f"library {path_problem(library)}", path=library)
-    with LibraryDB(db) as database, _progress("tagging") as update:
+    with (LibraryDB(db) if shards is None else ShardStore(shards)) as database, _progress("tagging") as update:
         report = tag_library(library, database, bundle=model, profile=profile, workers=workers, backend=backend,
                              prune=prune, engine=engine, address=address, on_progress=update,
                              on_error=lambda p, e: err.print(f"error: {p}: {e}", markup=False, highlight=False,
@@ -733,7 +743,7 @@ def tag_cmd(library: Path = typer.Argument(..., help="A music folder (scanned re
         gone = f", {report.missing} gone ({'rows deleted' if prune else 'marked missing; --prune deletes them'})" \
             if report.missing else ""
         out.print(f"{report.found} audio files: {report.skipped} unchanged, {report.tagged} tagged, "
-                  f"{report.failed} failed{gone} in {report.seconds:.1f} s -> {db}", highlight=False)
+                  f"{report.failed} failed{gone} in {report.seconds:.1f} s -> {database.path}", highlight=False)
         if export_to:
             out.print(f"wrote {export(database, export_to)} rows to {export_to}", highlight=False)
         if write_tags:

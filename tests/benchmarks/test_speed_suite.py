@@ -14,7 +14,8 @@ def test_speed_suite_measures_every_stage_and_writes_its_section(frozen_bundle, 
     clips = [songs[g] for g in ("blues", "classical", "metal", "long")]
     res = measure_speed(clips, bundle=frozen_bundle, feature_clips=2, files=6, baseline_clips=2, log=lambda _: None)
     stages = {t.stage for t in res.timings}
-    assert stages == {"decode", "feature", "branch", "predict", "baseline"}  # no patch curve: it reads no patches
+    # no patch curve: it reads no patches; "steady": 2 workers (and Ray actors) after their first result
+    assert stages == {"decode", "feature", "branch", "predict", "steady", "baseline"}
     assert {"log_mel", "summary_gtzan", "mel_image"} <= {t.what for t in res.timings if t.stage == "feature"}
     assert len([t for t in res.timings if t.stage == "decode"]) == 3  # FLAC, MP3, an MP3 patch
     fft_rows = [t for t in res.timings if "its inputs together" in t.what]
@@ -32,4 +33,7 @@ def test_speed_suite_measures_every_stage_and_writes_its_section(frozen_bundle, 
     lines = speed_markdown(res, plot_speed(res, tmp_path / "speed.png").name)
     assert (tmp_path / "speed.png").stat().st_size > 0 and any("naive baseline" in line for line in lines)
     assert any(line.startswith("| the bundle | ") for line in lines)
-    assert not ray or any("The Ray engine" in line and "x**" in line for line in lines)
+    assert not ray or any("The Ray engine" in line and "x** after it" in line for line in lines)
+    steady = [t.what for t in res.timings if t.stage == "steady"]
+    assert steady == ["the bundle, FLAC, 2 workers, 5 files after the first",
+                      *(["the bundle, FLAC, 2 Ray actors, 5 files after the first"] if ray else [])]

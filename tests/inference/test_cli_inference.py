@@ -79,25 +79,28 @@ def test_tag_finds_what_is_wrong_with_the_command_before_any_work(capsys, frozen
     assert code == 2 and "export format must be csv or json" in err and not db.exists()
     code, _, err = run(capsys, "tag", tmp_path / "no-such-folder", "--db", db, "--model", frozen_bundle)
     assert code == 1 and "no-such-folder" in err and "not found" in err and not db.exists()
+    code, _, err = run(capsys, "tag", songs["blues"].parents[1], "--db", db, "--shards", tmp_path / "s")
+    assert code == 2 and "pass one" in err and not db.exists() and not (tmp_path / "s").exists()
 
 
-def test_the_tag_database_mirrors_the_library(capsys, frozen_bundle, songs, tmp_path):
+@pytest.mark.parametrize("store", ["--db", "--shards"])
+def test_the_tag_database_mirrors_the_library(capsys, frozen_bundle, songs, tmp_path, store):
     lib = shutil.copytree(songs["blues"].parents[1], tmp_path / "lib")
-    db = tmp_path / "t.sqlite"
+    db = tmp_path / "t.results"
     (lib / "bad.wav").write_bytes(b"RIFF not a wave file at all" * 20)
-    code, out, err = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1")
+    code, out, err = run(capsys, "tag", lib, store, db, "--model", frozen_bundle, "--workers", "1")
     assert code == 3 and "5 audio files: 0 unchanged, 4 tagged, 1 failed" in out and "bad.wav" in err
-    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1")
+    code, out, _ = run(capsys, "tag", lib, store, db, "--model", frozen_bundle, "--workers", "1")
     assert code == 3 and "4 unchanged, 0 tagged, 1 failed" in out  # a failed file is retried, and still fails
     shutil.copy(songs["metal"], lib / "bad.wav")  # fixed: retried because it failed
-    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--workers", "1")
+    code, out, _ = run(capsys, "tag", lib, store, db, "--model", frozen_bundle, "--workers", "1")
     assert code == 0 and "4 unchanged, 1 tagged, 0 failed" in out
     (lib / "metal" / "new_metal.wav").unlink()
-    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--export", tmp_path / "e.csv")
+    code, out, _ = run(capsys, "tag", lib, store, db, "--model", frozen_bundle, "--export", tmp_path / "e.csv")
     assert code == 0 and "1 gone (marked missing" in out
     rows = {Path(r["path"]).name: r["status"] for r in csv.DictReader(open(tmp_path / "e.csv"))}
     assert rows["new_metal.wav"] == "missing" and rows["bad.wav"] == "ok"
-    code, out, _ = run(capsys, "tag", lib, "--db", db, "--model", frozen_bundle, "--prune", "--export",
+    code, out, _ = run(capsys, "tag", lib, store, db, "--model", frozen_bundle, "--prune", "--export",
                        tmp_path / "e.json")
     assert code == 0 and "1 gone (rows deleted)" in out
     assert "new_metal.wav" not in {Path(r["path"]).name for r in json.loads((tmp_path / "e.json").read_text())}

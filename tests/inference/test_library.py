@@ -10,7 +10,15 @@ import shutil
 import mutagen
 import pytest
 
-from genrefusion.inference.library import LibraryDB, export, tag_library, write_genre_tags
+from genrefusion.inference.library import LibraryDB, ShardStore, export, read_tags, tag_library, write_genre_tags
+
+
+@pytest.fixture(params=["sqlite", "shards"])
+def open_store(request):
+    """Each test runs on both result stores: one SQLite file, and a folder of Parquet shards."""
+    if request.param == "sqlite":
+        return lambda path: LibraryDB(path)
+    return lambda path: ShardStore(path.with_suffix(".shards"))
 
 
 @pytest.fixture
@@ -23,8 +31,9 @@ def library(songs, tmp_path):
     return root
 
 
-def test_tag_records_every_file_and_a_rerun_only_does_new_or_changed_ones(library, frozen_bundle, tmp_path):
-    with LibraryDB(tmp_path / "tags.sqlite") as db:
+def test_tag_records_every_file_and_a_rerun_only_does_new_or_changed_ones(library, frozen_bundle, tmp_path,
+                                                                          open_store):
+    with open_store(tmp_path / "tags.sqlite") as db:
         first = tag_library(library, db, bundle=frozen_bundle)
         assert (first.found, first.skipped, first.tagged, first.failed) == (5, 0, 4, 1)
         rows = {os.path.basename(r["path"]): r for r in db.rows()}
@@ -38,24 +47,24 @@ def test_tag_records_every_file_and_a_rerun_only_does_new_or_changed_ones(librar
         assert (third.found, third.tagged) == (6, 2)
 
 
-def test_an_interrupted_run_keeps_what_finished_and_resumes(library, frozen_bundle, tmp_path):
+def test_an_interrupted_run_keeps_what_finished_and_resumes(library, frozen_bundle, tmp_path, open_store):
     path = tmp_path / "tags.sqlite"
 
     def stop_after_two(done, total):
         if done == 2:
             raise KeyboardInterrupt
 
-    with LibraryDB(path) as db, pytest.raises(KeyboardInterrupt):
+    with open_store(path) as db, pytest.raises(KeyboardInterrupt):
         tag_library(library, db, bundle=frozen_bundle, on_progress=stop_after_two)
-    with LibraryDB(path) as db:
+    with open_store(path) as db:
         kept = [r["status"] for r in db.rows()]
         resumed = tag_library(library, db, bundle=frozen_bundle)
         done = len(kept) - kept.count("error")  # a failed file is tried again
         assert len(kept) == 2 and (resumed.skipped, resumed.tagged + resumed.failed) == (done, 5 - done)
 
 
-def test_export_to_csv_and_json(library, frozen_bundle, tmp_path):
-    with LibraryDB(tmp_path / "tags.sqlite") as db:
+def test_export_to_csv_and_json(library, frozen_bundle, tmp_path, open_store):
+    with open_store(tmp_path / "tags.sqlite") as db:
         tag_library(library, db, bundle=frozen_bundle)
         assert export(db, tmp_path / "out.csv") == 5 and export(db, tmp_path / "out.json") == 5
     with open(tmp_path / "out.csv", newline="") as f:
@@ -65,7 +74,8 @@ def test_export_to_csv_and_json(library, frozen_bundle, tmp_path):
     assert len(json.loads((tmp_path / "out.json").read_text())) == 5
 
 
-def test_genre_tags_are_written_only_when_asked_and_existing_ones_are_kept(songs, frozen_bundle, tmp_path):
+def test_genre_tags_are_written_only_when_asked_and_existing_ones_are_kept(songs, frozen_bundle, tmp_path,
+                                                                          open_store):
     root = tmp_path / "lib"
     root.mkdir()
     tagged, untagged = root / "has_genre.flac", root / "no_genre.flac"
@@ -74,7 +84,7 @@ def test_genre_tags_are_written_only_when_asked_and_existing_ones_are_kept(songs
     f = mutagen.File(tagged, easy=True)
     f["genre"] = ["Jazz"]
     f.save()
-    with LibraryDB(tmp_path / "tags.sqlite") as db:
+    with open_store(tmp_path / "tags.sqlite") as db:
         tag_library(root, db, bundle=frozen_bundle)
         before = {p: p.read_bytes() for p in (tagged, untagged)}
         dry = {os.path.basename(c.path): c for c in write_genre_tags(db, dry_run=True)}
@@ -88,7 +98,7 @@ def test_genre_tags_are_written_only_when_asked_and_existing_ones_are_kept(songs
         assert tag_library(root, db, bundle=frozen_bundle).tagged == 0  # our own tag edits need no re-tagging
 
 
-def test_silence_is_recorded_as_no_music_and_gets_no_genre_tag(songs, frozen_bundle, tmp_path):
+def test_silence_is_recorded_as_no_music_and_gets_no_genre_tag(songs, frozen_bundle, tmp_path, open_store):
     import numpy as np
     import soundfile as sf
 
@@ -96,10 +106,32 @@ def test_silence_is_recorded_as_no_music_and_gets_no_genre_tag(songs, frozen_bun
     root.mkdir()
     shutil.copy(songs["blues"], root / "song.flac")
     sf.write(root / "silence.flac", np.zeros(22050 * 5, np.float32), 22050)
-    with LibraryDB(tmp_path / "tags.sqlite") as db:
+    with open_store(tmp_path / "tags.sqlite") as db:
         report = tag_library(root, db, bundle=frozen_bundle)
         rows = {r["path"].rsplit("/", 1)[1]: r for r in db.rows()}
         assert report.failed == 0 and rows["silence.flac"]["status"] == "no_music" and rows["silence.flac"]["genre"] is None
         assert "silence" in rows["silence.flac"]["error"] and rows["song.flac"]["genre"] == "blues"
         changes = write_genre_tags(db, dry_run=True)
     assert [c.path.rsplit("/", 1)[1] for c in changes] == ["song.flac"]
+
+
+def test_shards_hold_the_same_table_as_the_database_and_are_whole_or_absent(library, frozen_bundle, tmp_path):
+    with LibraryDB(tmp_path / "tags.sqlite") as db:
+        tag_library(library, db, bundle=frozen_bundle)
+        expected = list(db.rows())
+    with ShardStore(tmp_path / "shards", rows_per_shard=2) as store:
+        tag_library(library, store, bundle=frozen_bundle)
+        assert list(store.rows()) == expected
+        assert len(store.shards()) == 3  # 5 results in batches of 2
+    # a half-written shard (a run killed while writing) is never read: only renamed, whole shards are
+    (tmp_path / "shards" / ".part-x.parquet.tmp").write_bytes(b"PAR1 torn")
+    table = read_tags(tmp_path / "shards")  # the Python API: one Arrow table, newest row per path
+    assert table.num_rows == 5 and table.column("path").to_pylist() == [r["path"] for r in expected]
+    with ShardStore(tmp_path / "shards") as store:  # a re-run adds no shard: nothing new or changed
+        tag_library(library, store, bundle=frozen_bundle)  # (the failed file is retried, so one shard)
+        assert len(store.shards()) == 4 and list(store.rows()) == expected
+
+
+def test_one_run_at_a_time_holds_a_shard_folder(tmp_path):
+    with ShardStore(tmp_path / "shards"), pytest.raises(Exception, match="another `genrefusion tag`"):
+        ShardStore(tmp_path / "shards")

@@ -6,6 +6,7 @@ killed mid-run change nothing in the end.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -80,6 +81,12 @@ def test_tag_on_the_cluster_gives_the_local_database(cluster, frozen_bundle, lib
     again = _cli("tag", library, "--db", tmp_path / "ray.sqlite", "--model", frozen_bundle, "--engine", "ray",
                  "--address", cluster.address, cwd=tmp_path)
     assert "60 unchanged, 0 tagged, 1 failed" in again.stdout  # resume semantics as on one machine
+    shards = _cli("tag", library, "--shards", tmp_path / "ray.shards", "--model", frozen_bundle, "--engine", "ray",
+                  "--address", cluster.address, "--export", tmp_path / "shards.json", cwd=tmp_path)
+    _cli("tag", library, "--db", tmp_path / "local.sqlite", "--model", frozen_bundle, "--export",
+         tmp_path / "local.json", cwd=tmp_path)
+    assert "60 tagged, 1 failed" in shards.stdout  # the same rows as Parquet shards, read back as one table
+    assert json.loads((tmp_path / "shards.json").read_text()) == json.loads((tmp_path / "local.json").read_text())
 
 
 def test_extract_on_the_cluster_reads_back_bit_for_bit(cluster, library, tmp_path):
@@ -151,24 +158,60 @@ def test_a_worker_node_killed_mid_run_changes_no_result(cluster, frozen_bundle, 
         assert got[p][0] is None or np.allclose(got[p][0], local[p][0], atol=1e-6)
 
 
-def test_kfold_folds_as_ray_tasks_give_the_local_results(cluster, synth_gtzan, synth_store, tmp_path):
+@pytest.mark.parametrize("protocol", [{"name": "kfold", "folds": 3},
+                                      {"name": "cv_grid", "folds": 2, "grid": {"branches.mlp.args.width": [4, 16]}}],
+                         ids=["kfold", "cv_grid"])
+def test_folds_and_grid_points_as_ray_tasks_give_the_local_results(cluster, synth_gtzan, synth_store, tmp_path,
+                                                                    protocol):
     from genrefusion.training.run import train_run
     from tests.training.conftest import make_config
 
     def config(engine: str):
-        cfg = make_config(synth_gtzan, synth_store, fusion={"strategy": "weighted_mean", "mode": "frozen"},
+        fusion = {"strategy": "weighted_mean", "mode": "frozen"} if protocol["name"] == "kfold" else None
+        cfg = make_config(synth_gtzan, synth_store, fusion=fusion,
                           inputs={"table": {"feature": "table_row"}},
                           branches={"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 16}},
-                                    "lr": {"model": "logreg", "inputs": ["table"]}},
+                                    **({"lr": {"model": "logreg", "inputs": ["table"]}} if fusion else {})},
                           train={"epochs": 3, "batch_size": 8, "threads": 1},
-                          protocol={"name": "kfold", "folds": 3, "engine": engine,
+                          protocol={**protocol, "engine": engine,
                                     "address": cluster.address if engine == "ray" else None})
         return cfg
 
     local = train_run(config("local"), tmp_path / "local", log=lambda _: None)
     on_ray = train_run(config("ray"), tmp_path / "ray", log=lambda _: None)
     a, b = local.metrics["evaluations"], on_ray.metrics["evaluations"]
-    assert [e["name"] for e in a] == [e["name"] for e in b] == ["fold1", "fold2", "fold3"]
+    names = ["fold1", "fold2", "fold3"] if protocol["name"] == "kfold" else ["refit"]
+    assert [e["name"] for e in a] == [e["name"] for e in b] == names
     assert [e["track"] for e in a] == [e["track"] for e in b]
+    assert ("grid" in on_ray.metrics) == (protocol["name"] == "cv_grid")
+    assert local.metrics.get("grid") == on_ray.metrics.get("grid")  # cv_grid: every (point, fold) score
     # every test track's probabilities, to the 5 decimals the run folder keeps
     assert (tmp_path / "ray" / "predictions.csv").read_text() == (tmp_path / "local" / "predictions.csv").read_text()
+
+
+def test_benchmark_entries_as_ray_tasks_give_the_local_results(cluster, synth_gtzan, synth_store, tmp_path,
+                                                               monkeypatch):
+    from genrefusion.benchmarks.run import benchmark
+    from genrefusion.benchmarks.suites import SUITES, Entry, Suite
+
+    base = {"data": {"path": synth_gtzan.name, "workers": 0}, "inputs": {"table": {"feature": "table_row"}},
+            "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}}}
+    monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", (
+        Entry("logistic regression", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}),
+        Entry("mlp", {**base, "branches": {"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 8}}},
+                      "train": {"epochs": 2, "threads": 1}}),
+        Entry("broken", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}},
+                         "split": {"published": "no_such_split"}}))))
+
+    def results(engine: str) -> list[dict]:
+        out = tmp_path / engine / "BENCHMARKS.md"
+        benchmark(["synth"], data_root=str(synth_gtzan.parent), out=out, runs_dir=tmp_path / engine / "runs",
+                  quick=False, seeds=2, store=str(synth_store), log=lambda m: None, engine=engine,
+                  address=cluster.address if engine == "ray" else None)
+        entries = json.loads((out.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"]
+        return [{k: e[k] for k in ("label", "ok", "accuracy", "macro_f1", "branches", "error", "confusion")}
+                for e in entries]
+
+    local, on_ray = results("local"), results("ray")
+    assert [e["ok"] for e in on_ray] == [True, True, False] and "no_such_split" in on_ray[2]["error"]
+    assert on_ray == local

@@ -8,6 +8,7 @@ entry's protocol (published split, repeated splits or artist-grouped folds) deci
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -68,15 +69,63 @@ class SuiteResult:
     kept: int = 0  # how many of ``entries`` were kept rather than run by this command
 
 
+def _quiet(msg: str) -> None:
+    pass
+
+
+def run_entry(suite: Suite, entry, *, data_root: str, out_dir: Path, quick: bool, seeds: int, store: str,
+              log: Callable[[str], None] = _quiet) -> EntryResult:
+    """Train and test one entry of ``suite`` in its run folder under ``out_dir``: its result, or a failed one
+    with the error (a failing entry never stops a suite). Interrupted, the :class:`RunStopped` carries the
+    entry's partial result (``stop.entry``: the seeds, repeats or folds it finished, or None)."""
+    from genrefusion.training.protocols import RunStopped
+    from genrefusion.training.run import summarize, train_run
+
+    run_dir = out_dir / suite.name / entry_dir_name(entry.label)
+    cfg_dict = entry_config(entry, data_root=data_root, quick=quick, seeds=suite.seeds or seeds)
+    cfg_dict["name"] = f"{suite.name}/{run_dir.name} {entry.label}"
+    cfg_dict["data"]["store"] = store
+    t1 = time.perf_counter()
+    cells = suite.entry_cells(entry) if suite.entry_cells else {}
+
+    def measured(summary: dict, extra: dict, **more) -> EntryResult:
+        return EntryResult(entry.label, f"{suite.name}/{run_dir.name}", True, time.perf_counter() - t1, summary["track"]["accuracy"],
+                           summary["track"]["macro_f1"], {b: v["accuracy"] for b, v in summary["branches"].items()},
+                           extra={**cells, **extra, "train s": f"{summary['training_seconds']:.0f}"}, **more)
+
+    try:
+        m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,
+                      log=lambda msg: log(f"  {msg}")).metrics
+        extra = suite.after_run(entry, run_dir, data_root, lambda msg: log(f"  {msg}")) if suite.after_run else {}
+        numbers = extra.pop(MEASURES, {})
+        return measured(m["summary"], extra, confusion={"labels": m["labels"], "counts": m["confusion"]},
+                        measures=numbers)
+    except RunStopped as stop:
+        stop.entry = measured(summarize(stop.finished), {}, stopped=stop.progress) if stop.finished else None
+        raise
+    except Exception as err:
+        log(f"  FAILED: {err}")
+        (run_dir).mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        return failed(suite, entry, time.perf_counter() - t1, f"{type(err).__name__}: {err}", cells)
+
+
+def failed(suite: Suite, entry, seconds: float, error: str, cells: dict | None = None) -> EntryResult:
+    return EntryResult(entry.label, f"{suite.name}/{entry_dir_name(entry.label)}", False, seconds, extra=cells or {},
+                       error=error.splitlines()[0][:300])
+
+
 def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: int = 5, store: str = "store",
               log: Callable[[str], None] = print, on_entry: Callable[[SuiteResult], None] | None = None,
-              keep: dict[str, EntryResult] | None = None, kept_from: list[str] | None = None) -> SuiteResult:
+              keep: dict[str, EntryResult] | None = None, kept_from: list[str] | None = None,
+              engine: str = "local", address: str | None = None) -> SuiteResult:
     """Train and test every entry; ``on_entry`` gets the partial result after each one. Entries in
     ``keep`` (by label: results of an earlier run, ``kept_from`` naming it) are reported, not re-run.
     Interrupted (Ctrl-C, SIGTERM), the entry in progress is reported with the seeds, repeats or folds
-    it finished, ``on_entry`` gets that, and the interrupt goes on."""
+    it finished, ``on_entry`` gets that, and the interrupt goes on. ``engine: ray`` trains the entries
+    as Ray tasks at once (one CPU each; run folders and store on a file system every node sees)."""
     from genrefusion.training.protocols import RunStopped
-    from genrefusion.training.run import summarize, train_run
+    from genrefusion.workers import CRASHED, engine_pool, map_ordered
 
     suite = get_suite(name)
     keep = keep or {}
@@ -87,46 +136,43 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
         return SuiteResult(suite, list(results), time.perf_counter() - t0, partial, list(kept_from or []),
                            sum(e.label in keep for e in suite.entries[:len(results)]))
 
-    for entry in suite.entries:
-        if entry.label in keep:
-            log(f"[{suite.name}] {entry.label}: kept from the earlier run")
-            results.append(keep[entry.label])
-            continue
-        run_dir = out_dir / suite.name / entry_dir_name(entry.label)
-        cfg_dict = entry_config(entry, data_root=data_root, quick=quick, seeds=suite.seeds or seeds)
-        cfg_dict["name"] = f"{suite.name}/{run_dir.name} {entry.label}"
-        cfg_dict["data"]["store"] = store
-        log(f"[{suite.name}] {entry.label}")
-        t1 = time.perf_counter()
-        cells = suite.entry_cells(entry) if suite.entry_cells else {}
-
-        def measured(summary: dict, extra: dict, **more) -> EntryResult:
-            return EntryResult(entry.label, f"{suite.name}/{run_dir.name}", True, time.perf_counter() - t1, summary["track"]["accuracy"],
-                               summary["track"]["macro_f1"], {b: v["accuracy"] for b, v in summary["branches"].items()},
-                               extra={**cells, **extra, "train s": f"{summary['training_seconds']:.0f}"}, **more)
-
-        try:
-            m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,
-                          log=lambda msg: log(f"  {msg}")).metrics
-            extra = suite.after_run(entry, run_dir, data_root, lambda msg: log(f"  {msg}")) if suite.after_run else {}
-            numbers = extra.pop(MEASURES, {})
-            results.append(measured(m["summary"], extra, confusion={"labels": m["labels"], "counts": m["confusion"]},
-                                    measures=numbers))
-        except RunStopped as stop:
-            if stop.finished:
-                log(f"  stopped: reporting the {stop.progress} it finished")
-                results.append(measured(summarize(stop.finished), {}, stopped=stop.progress))
-            if on_entry is not None:
+    where = dict(data_root=data_root, out_dir=out_dir, quick=quick, seeds=seeds, store=store)
+    on_ray = None
+    if engine != "local":  # the workers may start elsewhere: every path absolute
+        where.update(data_root=str(Path(data_root).resolve()), out_dir=out_dir.resolve(),
+                     store=str(Path(store).resolve()))
+        todo = [e for e in suite.entries if e.label not in keep]
+        on_ray = map_ordered(functools.partial(run_entry, suite, **where), todo,
+                             pool=engine_pool(engine, address), workers=None)
+    try:
+        for entry in suite.entries:
+            if entry.label in keep:
+                log(f"[{suite.name}] {entry.label}: kept from the earlier run")
+                results.append(keep[entry.label])
+                continue
+            log(f"[{suite.name}] {entry.label}")
+            if on_ray is None:
+                results.append(run_entry(suite, entry, log=log, **where))
+            else:
+                _, result = next(on_ray)
+                results.append(result or failed(suite, entry, 0.0, CRASHED))
+                log(f"  {'test accuracy %.4f' % result.accuracy['mean'] if result and result.ok else 'FAILED'}, on Ray")
+            if on_entry is not None and len(results) < len(suite.entries):
                 on_entry(so_far(partial=True))
-            raise
-        except Exception as err:  # one failing entry is reported, the suite goes on
-            log(f"  FAILED: {err}")
-            results.append(EntryResult(entry.label, f"{suite.name}/{run_dir.name}", False, time.perf_counter() - t1, extra=cells,
-                                       error=f"{type(err).__name__}: {err}".splitlines()[0][:300]))
-            (run_dir).mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        if on_entry is not None and len(results) < len(suite.entries):
+    except RunStopped as stop:
+        if stop.entry is not None:
+            log(f"  stopped: reporting the {stop.progress} it finished")
+            results.append(stop.entry)
+        if on_entry is not None:
             on_entry(so_far(partial=True))
+        raise
+    except KeyboardInterrupt:  # on Ray: the entries that came back are reported
+        if on_entry is not None:
+            on_entry(so_far(partial=True))
+        raise
+    finally:
+        if on_ray is not None:
+            on_ray.close()
     return so_far(partial=False)
 
 
@@ -449,10 +495,11 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
 
 def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, quick: bool, seeds: int = 5,
               store: str = "store", resume: bool = False, rerun: tuple[str, ...] = (),
-              log: Callable[[str], None] = print) -> Path:
+              log: Callable[[str], None] = print, engine: str = "local", address: str | None = None) -> Path:
     """Run ``suites`` and rewrite ``out``. ``resume``: keep the entries that an earlier run of the same
     suite in the same mode, with the same ``seeds``, finished (read from the report's ``results.json``)
-    and run only the rest, and those whose label contains one of the texts ``rerun`` (after a fix)."""
+    and run only the rest, and those whose label contains one of the texts ``rerun`` (after a fix). ``engine``:
+    where the entries of the training suites train (``ray``: as Ray tasks, :func:`run_suite`)."""
     training = [n for n in suites if n != SPEED]
     labels = [e.label for name in training for e in get_suite(name).entries]  # every name valid before anything runs
     if rerun and not resume:
@@ -473,7 +520,8 @@ def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, q
         keep, kept_from = resumable(stored, n, quick=quick, seeds=seeds)
         keep = {label: e for label, e in keep.items() if not any(text in label for text in rerun)}
         results.append(run_suite(n, data_root=data_root, out_dir=runs_dir, quick=quick, seeds=seeds, store=store,
-                                 log=log, on_entry=checkpoint, keep=keep, kept_from=kept_from))
+                                 log=log, on_entry=checkpoint, keep=keep, kept_from=kept_from, engine=engine,
+                                 address=address))
     speed = run_speed(data_root=data_root, quick=quick, log=log) if SPEED in suites else None
     return write_benchmarks(results, out=out, quick=quick, wall_s=time.perf_counter() - t0, speed=speed, argv=argv,
                             seeds=seeds)

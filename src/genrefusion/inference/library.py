@@ -7,6 +7,12 @@ only new, changed or failed files. A file that is gone is marked ``missing`` (``
 its row). Results are committed as they arrive. One run at a time holds a database (a second is
 refused). Writing the genre into the files' own tags (mutagen) is a separate, explicit step that
 never replaces an existing genre unless asked.
+
+Two result stores keep that contract: :class:`LibraryDB` (one SQLite file, the default) and
+:class:`ShardStore` (a folder of Parquet shards, for libraries past what one SQLite writer holds
+comfortably, and for tables read by Arrow/pandas/Spark): each batch of results becomes one shard,
+written under a temporary name and renamed into place, so a shard is whole or absent; read back,
+the shards are one table with the newest row of each path.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import csv
 import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from genrefusion.audio import Skipped, path_problem, scan_audio
 from genrefusion.errors import GenreFusionError, UsageError, disk_full
@@ -83,19 +90,73 @@ class TagReport:
     not_taken: list[Skipped] = field(default_factory=list)  # entries of the folder not tagged, and why
 
 
+class Results(Protocol):
+    """Where ``tag`` keeps a library's predictions: :class:`LibraryDB` or :class:`ShardStore`."""
+
+    path: Path
+
+    def pending(self, files: list[Path], model: str) -> list[Path]: ...
+    def gone(self, root: Path, files: list[Path], *, prune: bool) -> int: ...
+    def record(self, path: str, model: str, prediction, error: str | None) -> None: ...
+    def commit(self, force: bool = False) -> None: ...
+    def touch(self, path: str) -> None: ...
+    def rows(self) -> Iterator[dict]: ...
+    def close(self) -> None: ...
+
+
+def _hold(lock_path: Path, what: str, option: str):
+    """An exclusive lock on ``lock_path`` for this run, or the error that another run holds it."""
+    handle = open(lock_path, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise GenreFusionError(f"another `genrefusion tag` is using this {what}; wait for it to finish, "
+                               f"or pass another {option}", path=lock_path.parent if what == "folder" else
+                               lock_path.with_name(lock_path.name.removesuffix(".lock"))) from None
+    return handle
+
+
+def _row(path: str, model: str, prediction, error: str | None) -> tuple:
+    """One result as the stores' columns (:data:`COLUMNS`)."""
+    p = Path(path)
+    st = p.stat()
+    probs = dict(zip(prediction.labels, map(float, prediction.proba))) if prediction is not None else None
+    if prediction is not None and not prediction.has_genre:
+        probs, error = None, prediction.reason
+    return (str(p.resolve()), st.st_size, st.st_mtime_ns, model, prediction.status if prediction is not None else "error",
+            prediction.genre if prediction is not None else None, json.dumps(probs) if probs else None,
+            prediction.duration_s if prediction is not None else None, error, time.time())
+
+
+def _export_row(path, status, genre, probs, duration, error) -> dict:
+    probs = json.loads(probs) if probs else {}
+    return {"path": path, "status": status, "genre": genre, "probability": probs.get(genre),
+            "probabilities": probs, "duration_s": duration, "error": error}
+
+
+def _current(rows: dict, files: list[Path], model: str) -> list[Path]:
+    """``files`` whose (size, mtime, model) differ from ``rows`` (path -> that triple)."""
+    out = []
+    for f in files:
+        st = f.stat()
+        if rows.get(str(f.resolve())) != (st.st_size, st.st_mtime_ns, model):
+            out.append(f)
+    return out
+
+
+def _under(paths: Iterator[str], root: Path, present: set[str]) -> list[str]:
+    top = str(root.resolve())
+    return [p for p in paths if (p == top or p.startswith(top.rstrip("/") + "/")) and p not in present]
+
+
 class LibraryDB:
     """The SQLite file of a library's predictions, held by one run at a time."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path.with_name(self.path.name + ".lock"), "a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise GenreFusionError("another `genrefusion tag` is using this database; wait for it to finish, "
-                                   "or pass another --db", path=self.path) from None
+        self._lock = _hold(self.path.with_name(self.path.name + ".lock"), "database", "--db")
         self.conn = sqlite3.connect(str(self.path))
         self.conn.execute(SCHEMA)
         self.conn.commit()
@@ -112,21 +173,13 @@ class LibraryDB:
 
     def pending(self, files: list[Path], model: str) -> list[Path]:
         """Files without a current row (new, changed, tagged by another model, failed or missing last time)."""
-        rows = {p: (s, m, mod) for p, s, m, mod in self.conn.execute(
-            "SELECT path, size, mtime_ns, model FROM tracks WHERE status NOT IN ('error', 'missing')")}
-        out = []
-        for f in files:
-            st = f.stat()
-            if rows.get(str(f.resolve())) != (st.st_size, st.st_mtime_ns, model):
-                out.append(f)
-        return out
+        return _current({p: (s, m, mod) for p, s, m, mod in self.conn.execute(
+            "SELECT path, size, mtime_ns, model FROM tracks WHERE status NOT IN ('error', 'missing')")}, files, model)
 
     def gone(self, root: Path, files: list[Path], *, prune: bool) -> int:
         """Rows under ``root`` whose file is no longer among ``files``: marked 'missing', or deleted with ``prune``."""
-        present = {str(f.resolve()) for f in files}
-        top = str(root.resolve())
-        under = [p for (p,) in self.conn.execute("SELECT path FROM tracks")
-                 if (p == top or p.startswith(top.rstrip("/") + "/")) and p not in present]
+        under = _under((p for (p,) in self.conn.execute("SELECT path FROM tracks")), root,
+                       {str(f.resolve()) for f in files})
         if prune:
             self.conn.executemany("DELETE FROM tracks WHERE path = ?", [(p,) for p in under])
         else:
@@ -138,26 +191,165 @@ class LibraryDB:
         return self.conn.execute("SELECT COUNT(*) FROM tracks WHERE status = ?", (status,)).fetchone()[0]
 
     def record(self, path: str, model: str, prediction, error: str | None) -> None:
-        p = Path(path)
-        st = p.stat()
-        probs = dict(zip(prediction.labels, map(float, prediction.proba))) if prediction is not None else None
-        if prediction is not None and not prediction.has_genre:
-            probs, error = None, prediction.reason
-        self.conn.execute(
-            "INSERT OR REPLACE INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (str(p.resolve()), st.st_size, st.st_mtime_ns, model, prediction.status if prediction is not None else "error",
-             prediction.genre if prediction is not None else None, json.dumps(probs) if probs else None,
-             prediction.duration_s if prediction is not None else None, error, time.time()))
+        self.conn.execute("INSERT OR REPLACE INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          _row(path, model, prediction, error))
+
+    def commit(self, force: bool = False) -> None:
+        self.conn.commit()
+
+    def touch(self, path: str) -> None:
+        """Take the file's current size and mtime (after our own edit of its tags: no re-tag needed)."""
+        st = Path(path).stat()
+        self.conn.execute("UPDATE tracks SET size = ?, mtime_ns = ? WHERE path = ?", (st.st_size, st.st_mtime_ns, path))
 
     def rows(self) -> Iterator[dict]:
         cur = self.conn.execute("SELECT path, status, genre, probabilities, duration_s, error FROM tracks ORDER BY path")
-        for path, status, genre, probs, duration, error in cur:
-            probs = json.loads(probs) if probs else {}
-            yield {"path": path, "status": status, "genre": genre, "probability": probs.get(genre),
-                   "probabilities": probs, "duration_s": duration, "error": error}
+        for row in cur:
+            yield _export_row(*row)
 
 
-def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = None, profile: str | None = None,
+class ShardStore:
+    """A folder of Parquet shards holding a library's predictions (``tag --shards``), held by one run at a time.
+
+    Results are buffered and written as one shard per batch (``rows_per_shard`` rows or ``flush_every_s``
+    seconds, whichever comes first, and at the end or on an interrupt), each under a temporary name and
+    renamed into place: a killed run loses at most its unwritten batch, which a re-run redoes. Reading
+    takes every ``part-*.parquet`` (by any Parquet reader) with the newest row of each path winning.
+    """
+
+    def __init__(self, folder: str | Path, *, rows_per_shard: int = 5000, flush_every_s: float = 30.0,
+                 lock: bool = True):
+        pa = _arrow()
+        self.path = Path(folder)
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError("--shards must be a folder", path=self.path)
+        self._lock = None
+        if lock:  # a reader (``lock=False``) neither creates nor holds the folder
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = _hold(self.path / ".lock", "folder", "--shards")
+        self.schema = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
+                                 ("model", pa.string()), ("status", pa.string()), ("genre", pa.string()),
+                                 ("probabilities", pa.string()), ("duration_s", pa.float64()),
+                                 ("error", pa.string()), ("tagged_at", pa.float64())])
+        self.rows_per_shard, self.flush_every_s = rows_per_shard, flush_every_s
+        self._buffer: list[tuple] = []
+        self._touched: dict[str, os.stat_result] = {}
+        self._flushed = time.monotonic()
+        self._run = f"{time.time_ns():020d}-{os.getpid()}"
+        self._written = 0
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+
+    def __enter__(self) -> "ShardStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def shards(self) -> list[Path]:
+        return sorted(self.path.glob("part-*.parquet"))
+
+    def table(self):
+        """Every shard as one Arrow table, the newest row of each path only, sorted by path."""
+        import pyarrow.parquet as pq
+
+        pa = _arrow()
+        parts = [pq.read_table(p, schema=self.schema) for p in self.shards()]
+        if not parts:
+            return self.schema.empty_table()
+        table = pa.concat_tables(parts)
+        at = table.column("tagged_at").to_pylist()
+        newest: dict[str, int] = {}
+        for i, path in enumerate(table.column("path").to_pylist()):
+            j = newest.get(path)
+            if j is None or at[i] >= at[j]:  # shards are read oldest first, so a tie goes to the later one
+                newest[path] = i
+        return table.take([newest[p] for p in sorted(newest)])
+
+    def pending(self, files: list[Path], model: str) -> list[Path]:
+        t = self.table()
+        rows = {p: (s, m, mod) for p, s, m, mod, st in zip(*(t.column(c).to_pylist() for c in
+                ("path", "size", "mtime_ns", "model", "status"))) if st not in ("error", "missing")}
+        return _current(rows, files, model)
+
+    def gone(self, root: Path, files: list[Path], *, prune: bool) -> int:
+        t = self.table()
+        under = set(_under(iter(t.column("path").to_pylist()), root, {str(f.resolve()) for f in files}))
+        if not under:
+            return 0
+        if prune:  # the current rows less those, as one shard that replaces all the others
+            old = self.shards()
+            keep = [i for i, p in enumerate(t.column("path").to_pylist()) if p not in under]
+            self._write(t.take(keep))
+            for p in old:
+                p.unlink()
+        else:
+            rows = [r for r in t.to_pylist() if r["path"] in under and r["status"] != "missing"]
+            self._buffer.extend(tuple({**r, "status": "missing"}.values()) for r in rows)
+            self.commit(force=True)
+        return len(under)
+
+    def count(self, status: str) -> int:
+        return self.table().column("status").to_pylist().count(status)
+
+    def record(self, path: str, model: str, prediction, error: str | None) -> None:
+        self._buffer.append(_row(path, model, prediction, error))
+        if len(self._buffer) >= self.rows_per_shard:
+            self.commit(force=True)
+
+    def commit(self, force: bool = False) -> None:
+        """Write the buffered rows as a shard when the batch is due (or ``force``)."""
+        if self._touched:
+            for row in self.table().to_pylist():
+                st = self._touched.get(row["path"])
+                if st is not None:
+                    self._buffer.append(tuple({**row, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                               "tagged_at": time.time()}.values()))
+            self._touched = {}
+        if self._buffer and (force or time.monotonic() - self._flushed >= self.flush_every_s):
+            pa = _arrow()
+            self._write(pa.Table.from_pylist([dict(zip(self.schema.names, r)) for r in self._buffer], schema=self.schema))
+            self._buffer = []
+            self._flushed = time.monotonic()
+
+    def touch(self, path: str) -> None:
+        self._touched[path] = Path(path).stat()  # merged into a shard at the next commit
+
+    def rows(self) -> Iterator[dict]:
+        t = self.table()
+        for row in zip(*(t.column(c).to_pylist() for c in
+                         ("path", "status", "genre", "probabilities", "duration_s", "error"))):
+            yield _export_row(*row)
+
+    def _write(self, table) -> None:
+        import pyarrow.parquet as pq
+
+        self._written += 1
+        final = self.path / f"part-{self._run}-{self._written:06d}.parquet"
+        tmp = final.with_name("." + final.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
+
+
+def _arrow():
+    try:
+        import pyarrow
+    except ImportError:
+        raise GenreFusionError("--shards needs pyarrow: pip install 'genrefusion[ray]' (or pyarrow)") from None
+    return pyarrow
+
+
+def read_tags(folder: str | Path):
+    """The results of ``tag --shards folder`` as one Arrow table (newest row per path; ``.to_pandas()`` for pandas)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GenreFusionError("no such shard folder", path=folder)
+    return ShardStore(folder, lock=False).table()
+
+
+def tag_library(root: str | Path, db: Results, *, bundle: str | Path | None = None, profile: str | None = None,
                 workers: int | None = 1, backend: str = "torch", prune: bool = False, engine: str = "local",
                 address: str | None = None,
                 on_progress: Callable[[int, int], None] | None = None,
@@ -188,11 +380,10 @@ def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = 
                 if on_error:
                     on_error(path, error)
             if time.monotonic() - last > commit_every_s:
-                db.conn.commit()
+                db.commit()
                 last = time.monotonic()
             if on_progress:
                 on_progress(done, len(todo))
-        db.conn.commit()
     except (OSError, sqlite3.OperationalError) as err:
         if not disk_full(err):
             raise
@@ -201,14 +392,14 @@ def tag_library(root: str | Path, db: LibraryDB, *, bundle: str | Path | None = 
                                path=db.path) from None
     finally:
         try:
-            db.conn.commit()  # what finished is kept, also on Ctrl-C
+            db.commit(force=True)  # what finished is kept, also on Ctrl-C
         except sqlite3.Error:  # a full disk: the last batch is lost, the rest is in the file
             pass
     return TagReport(len(files), len(files) - len(todo), done - failed, failed + len(unreadable),
                      time.perf_counter() - t0, missing, skipped)
 
 
-def export(db: LibraryDB, path: str | Path, *, fmt: str | None = None) -> int:
+def export(db: Results, path: str | Path, *, fmt: str | None = None) -> int:
     """Write every row to CSV or JSON (by ``fmt`` or the file's extension); returns the row count."""
     path = Path(path)
     fmt = check_export(path, fmt)
@@ -232,7 +423,7 @@ class TagChange:
     action: str  # "write", "keep" (an existing genre, not overwritten), "same", "error: ..."
 
 
-def write_genre_tags(db: LibraryDB, *, dry_run: bool = True, overwrite: bool = False,
+def write_genre_tags(db: Results, *, dry_run: bool = True, overwrite: bool = False,
                      capitalize: bool = True) -> list[TagChange]:
     """Put each tagged file's predicted genre into its own genre tag (mutagen's easy tags).
 
@@ -261,11 +452,9 @@ def write_genre_tags(db: LibraryDB, *, dry_run: bool = True, overwrite: bool = F
                         f.add_tags()
                     f["genre"] = [new]
                     f.save()
-                    st = Path(row["path"]).stat()  # our own edit is not a change that needs re-tagging
-                    db.conn.execute("UPDATE tracks SET size = ?, mtime_ns = ? WHERE path = ?",
-                                    (st.st_size, st.st_mtime_ns, row["path"]))
+                    db.touch(row["path"])  # our own edit is not a change that needs re-tagging
         except (mutagen.MutagenError, OSError, KeyError, ValueError) as err:
             old, action = None, f"error: {err}"
         changes.append(TagChange(row["path"], old, new, action))
-    db.conn.commit()
+    db.commit(force=True)
     return changes

@@ -21,7 +21,7 @@ import itertools
 from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -57,6 +57,7 @@ class RunStopped(KeyboardInterrupt):
     def __init__(self, finished: list[Evaluation], total: int):
         super().__init__(f"stopped after {len(finished)} of {total} evaluations")
         self.finished, self.total = finished, total
+        self.entry = None  # a benchmark entry's partial result, set by genrefusion.benchmarks.run.run_entry
 
     @property
     def progress(self) -> str:
@@ -165,22 +166,29 @@ def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Win
     return Evaluation(name, saved, fitted, track, window, parts["test"].ids, tp)
 
 
-def _call(job: partial) -> Evaluation:
+def _call(job: partial):
     return job()
+
+
+def _on_engine(cfg: RunConfig, jobs: list[partial]) -> Iterator[tuple[partial, object]]:
+    """``(job, job())`` in job order, computed as tasks of ``protocol.engine`` (Ray): each job is independent
+    (its own seed, split, grid point and run folder; shared branches are locked)."""
+    from genrefusion.workers import CRASHED, engine_pool, map_ordered
+
+    for job, result in map_ordered(_call, jobs, pool=engine_pool(cfg.protocol.engine, cfg.protocol.address),
+                                   workers=None):
+        if result is None:
+            raise ConfigError(f"{job.keywords['name']}: {CRASHED}")
+        yield job, result
 
 
 def _run_jobs(cfg: RunConfig, jobs: list[partial], log: Log) -> list[Evaluation]:
     """The evaluations of ``jobs`` in job order: here (:func:`_busy_ones_last`) or, with ``protocol.engine: ray``,
-    as Ray tasks (each job is independent: its own seed, split and run folder; shared branches are locked)."""
+    as Ray tasks."""
     if cfg.protocol.engine == "local":
         return _busy_ones_last(jobs, log)
-    from genrefusion.workers import CRASHED, engine_pool, map_ordered
-
     done = []
-    for job, ev in map_ordered(_call, jobs, pool=engine_pool(cfg.protocol.engine, cfg.protocol.address),
-                               workers=None):
-        if ev is None:
-            raise ConfigError(f"{job.keywords['name']}: {CRASHED}")
+    for _, ev in _on_engine(cfg, jobs):
         log(f"{ev.name}: test accuracy {ev.track['accuracy']:.4f} (tracks), on Ray")
         done.append(ev)
     return done
@@ -288,6 +296,16 @@ def with_values(cfg: RunConfig, point: dict) -> RunConfig:
     return config_from_dict(data, source=f"grid point {point}")
 
 
+def _grid_score(c: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, fold: Split, *, name: str) -> float:
+    """Track accuracy on ``fold``'s test part of ``c`` fitted on its other folds (one cell of the grid search)."""
+    inner_fit, inner_valid = carve(ds, fold.ids("train"), c.split.valid_fraction, c.split.seed,
+                                   c.split.group_by_artist) if uses_validation(c) else (fold.ids("train"), [])
+    fitted = fit_model(c, data.subset(inner_fit), data.subset(inner_valid), fusion_part=None, windowing=windowing,
+                       log=lambda m: None)
+    track, _, _ = evaluate(fitted, data.subset(fold.ids("test")), c.eval.aggregate, c.eval.top_k)
+    return float(track["accuracy"])
+
+
 @register_protocol("cv_grid")
 def cv_grid(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
     split = base_split(cfg, ds)
@@ -299,21 +317,18 @@ def cv_grid(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
     points = grid_points(cfg.protocol.grid)
     for p in points:
         with_values(cfg, p)  # every grid point is a valid config before anything trains
+    jobs = [partial(_grid_score, with_values(cfg, point), ds, data, windowing, fold, name=f"grid{gi + 1} fold{fi + 1}")
+            for gi, point in enumerate(points) for fi, fold in enumerate(folds)]
+    if cfg.protocol.engine == "local":
+        scores = [job() for job in jobs]
+    else:  # every (grid point, fold) is a Ray task
+        scores = [score for _, score in _on_engine(cfg, jobs)]
     table = []
     for gi, point in enumerate(points):
-        c = with_values(cfg, point)
-        scores = []
-        for fold in folds:
-            inner_fit, inner_valid = carve(ds, fold.ids("train"), c.split.valid_fraction, c.split.seed,
-                                           c.split.group_by_artist) if uses_validation(c) else (fold.ids("train"), [])
-            held = data.subset(fold.ids("test"))
-            fitted = fit_model(c, data.subset(inner_fit), data.subset(inner_valid), fusion_part=None, windowing=windowing,
-                               log=lambda m: None)
-            track, _, _ = evaluate(fitted, held, c.eval.aggregate, c.eval.top_k)
-            scores.append(track["accuracy"])
-        table.append({"point": point, "cv_accuracy": float(np.mean(scores)), "cv_std": float(np.std(scores)),
-                      "folds": scores})
-        log(f"grid {gi + 1}/{len(points)} {point}: CV accuracy {np.mean(scores):.4f} +- {np.std(scores):.4f}")
+        mine = scores[gi * len(folds):(gi + 1) * len(folds)]
+        table.append({"point": point, "cv_accuracy": float(np.mean(mine)), "cv_std": float(np.std(mine)),
+                      "folds": mine})
+        log(f"grid {gi + 1}/{len(points)} {point}: CV accuracy {np.mean(mine):.4f} +- {np.std(mine):.4f}")
     best = max(table, key=lambda r: r["cv_accuracy"])
     log(f"best grid point {best['point']} (CV accuracy {best['cv_accuracy']:.4f}); refitting on all training tracks")
     c = with_values(cfg, best["point"])
