@@ -555,14 +555,16 @@ def model_package(run: Path = typer.Argument(..., help="A run folder of the defa
     """Copy a run's bundle into the installed package as a profile of the default model (for maintainers)."""
     import shutil
 
-    from genrefusion.bundle import read_meta
+    from genrefusion.bundle import FORMAT, read_meta
     from genrefusion.inference.card import add_cross_figures
     from genrefusion.inference.predictor import DEFAULT_ROOT, PROFILES, resolve_bundle
 
     if profile not in PROFILES:
         raise UsageError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     folder = resolve_bundle(run)
-    read_meta(folder)
+    if read_meta(folder)["format"] != FORMAT:  # the shipped model is in today's format: data only
+        raise UsageError(f"an older bundle format: convert it first (genrefusion model convert {folder} --out NEW)",
+                         path=folder)
     target = DEFAULT_ROOT / profile
     if target.exists():
         shutil.rmtree(target)
@@ -570,6 +572,22 @@ def model_package(run: Path = typer.Argument(..., help="A run folder of the defa
     if cross is not None:
         add_cross_figures(target, cross)
     out.print(f"default model, profile {profile} <- {folder}", highlight=False)
+
+
+@model_app.command("convert")
+def model_convert(model: Path = typer.Argument(..., help="A bundle (or a run folder with bundle/) in an older format."),
+                  dest: Path = typer.Option(..., "--out", help="The new bundle's folder (new or empty)."),
+                  allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read the old bundle's objects.pkl, "
+                                                    "a Python pickle that runs code when read: only for a bundle you "
+                                                    "made or trust.")):
+    """Rewrite an older bundle in today's format: JSON and arrays, no pickle."""
+    from genrefusion.bundle import convert_bundle
+    from genrefusion.inference.predictor import resolve_bundle
+
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UsageError("--out must be a new or empty folder", path=dest)
+    out.print(f"converted {model} -> {convert_bundle(resolve_bundle(model), dest, allow_pickle=allow_pickle)}",
+              highlight=False)
 
 
 def _bar(p: float, width: int = 30) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from genrefusion.bundle import objects_from_bytes, objects_to_bytes
 from genrefusion.errors import ModelError
 from genrefusion.fusion import FUSIONS, build_fusion
 from genrefusion.fusion.decision import CV_CS
@@ -65,8 +66,15 @@ def test_fusion_contract(name):
         p = fusion.predict_proba(as_np)
         assert p.shape == (N, N_CLASSES) and np.allclose(p.sum(1), 1.0)
         assert (p.argmax(1) == y.numpy()).all()
-        clone = pickle.loads(pickle.dumps(fusion))
+        clone = pickle.loads(pickle.dumps(fusion))  # how Ray and worker processes carry a fitted fusion
         assert np.array_equal(clone.predict_proba(as_np), p)
+        # what a bundle keeps, without pickle: its array form, or its fitted scikit-learn model through skops
+        rebuilt, arrays = build_fusion(name, branches=branches, n_classes=N_CLASSES), fusion.arrays()
+        if arrays is not None:
+            rebuilt.load_arrays(arrays)
+        else:
+            rebuilt.load_fitted_object(objects_from_bytes(objects_to_bytes({"f": fusion.fitted_object()}))["f"])
+        assert np.array_equal(rebuilt.predict_proba(as_np), p)
         return
     out = fusion(outs)
     assert out["logits"].shape == (N, N_CLASSES)
@@ -110,11 +118,17 @@ def test_hierarchical_drops_zero_variance_dimensions():
 
 
 @pytest.mark.parametrize("name", ["stacking", "hierarchical"])
-def test_cross_validated_regularisation_is_chosen_on_the_fusion_tracks_only(name):
+def test_cross_validated_regularisation_is_chosen_on_the_fusion_tracks_only(name, monkeypatch):
+    from genrefusion.fusion import decision
+
     outs, y = outputs(TWO)
     data = {n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}
+    chosen = build_fusion(name, branches=TWO, n_classes=N_CLASSES).fit(data, y.numpy()).model[-1]
+    assert type(chosen).__name__ == "LogisticRegression"  # the fitted model keeps what predicts, not the search
+    monkeypatch.setattr(decision, "_settled", lambda pipeline: pipeline)  # to look at the search itself
     f = build_fusion(name, branches=TWO, n_classes=N_CLASSES).fit(data, y.numpy())  # C="cv" by default
     search = f.model[-1]
+    assert search.best_params_["C"] == chosen.C
     assert search.best_params_["C"] in CV_CS and len(search.cv) == 5  # 10 tracks per class
     assert (f.predict_proba(data).argmax(1) == y.numpy()).mean() > 0.9
     rare = np.r_[[0, 0, 0], np.ones(N - 3, int)]  # a class of three tracks: three folds

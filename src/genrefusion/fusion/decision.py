@@ -28,6 +28,7 @@ class DecisionFusion:
     """Base: ``fit`` learns nothing unless overridden; ``predict_proba`` combines branch probabilities."""
 
     kind = "decision"
+    model = None  # the fitted scikit-learn model of a strategy that fits one
 
     def __init__(self, *, branches, n_classes: int):
         self.names, self.n_classes = list(branches), n_classes
@@ -54,8 +55,17 @@ class DecisionFusion:
 
     def arrays(self) -> dict[str, np.ndarray] | None:
         """What ``fit`` learned as named arrays (nothing, for a strategy that learns nothing), which
-        :meth:`load_arrays` restores on a fusion built with the same arguments; None where it has no such form."""
+        :meth:`load_arrays` restores on a fusion built with the same arguments; None where it has no such form
+        (a bundle then keeps :meth:`fitted_object`)."""
         return None if self.learns() else {}
+
+    def fitted_object(self):
+        """The fitted scikit-learn model of a strategy that fits one (stacking, hierarchical)."""
+        return self.model
+
+    def load_fitted_object(self, model) -> "DecisionFusion":
+        self.model = model
+        return self
 
     def load_arrays(self, arrays) -> "DecisionFusion":
         if self.arrays() is None:  # pragma: no cover - save_bundle pickles these
@@ -154,6 +164,17 @@ def _logistic_regression(C: float | str, y: np.ndarray, *, max_iter: int, seed: 
                         cv=inner_folds(y, groups=groups, seed=seed))
 
 
+def _settled(pipeline):
+    """A fitted pipeline whose last step, if a grid search, is replaced by the estimator it chose: that is what
+    predicts, and a bundle then keeps fitted arrays, not the search's scorer and folds."""
+    from sklearn.model_selection import GridSearchCV
+
+    name, last = pipeline.steps[-1]
+    if isinstance(last, GridSearchCV):
+        pipeline.steps[-1] = (name, last.best_estimator_)
+    return pipeline
+
+
 @register_fusion("stacking", kind="decision")
 class StackingFusion(DecisionFusion):
     """Stacking: a logistic regression on the branches' concatenated, standardised log-probabilities;
@@ -177,8 +198,8 @@ class StackingFusion(DecisionFusion):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.model = make_pipeline(StandardScaler(), _logistic_regression(self.C, y, max_iter=2000, seed=self.seed,
-                                                                          groups=groups)).fit(self._x(outputs), y)
+        self.model = _settled(make_pipeline(StandardScaler(), _logistic_regression(
+            self.C, y, max_iter=2000, seed=self.seed, groups=groups)).fit(self._x(outputs), y))
         return self
 
     def predict_proba(self, outputs):
@@ -228,9 +249,9 @@ class HierarchicalFusion(DecisionFusion):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.model = make_pipeline(VarianceThreshold(0.0), StandardScaler(),
-                                   _hierarchical_classifier(self.classifier, self.C, self.seed, y, groups)
-                                   ).fit(self._x(outputs), y)
+        self.model = _settled(make_pipeline(VarianceThreshold(0.0), StandardScaler(),
+                                            _hierarchical_classifier(self.classifier, self.C, self.seed, y, groups)
+                                            ).fit(self._x(outputs), y))
         return self
 
     @property

@@ -53,8 +53,16 @@ class ClassicalBranch:
 
     def arrays(self) -> dict[str, np.ndarray] | None:
         """The fitted state as named arrays, which :meth:`load_arrays` restores on a branch built with the same
-        arguments; None where the estimator has no such form (it is then pickled into a bundle)."""
+        arguments; None where the estimator has no such form (a bundle then keeps :meth:`fitted_object`)."""
         return None
+
+    def fitted_object(self):
+        """The fitted scikit-learn pipeline (what a bundle stores with skops where :meth:`arrays` is None)."""
+        return self.pipeline
+
+    def load_fitted_object(self, pipeline) -> "ClassicalBranch":
+        self.pipeline = pipeline
+        return self
 
     def load_arrays(self, arrays) -> "ClassicalBranch":  # pragma: no cover - only for branches with arrays()
         raise ModelError(f"{self.branch_name}: has no array form")
