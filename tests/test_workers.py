@@ -57,3 +57,19 @@ def test_an_interrupt_stops_the_workers_at_once_instead_of_waiting_for_their_tas
         signal.signal(signal.SIGALRM, before)
     assert len(seen["workers"]) == 2, "the workers must be running for this test to mean anything"
     assert time.monotonic() - seen["at"] < 2.0 and not alive(seen["workers"])
+
+
+def test_a_script_without_a_main_guard_gets_one_error_not_a_worker_per_input(genre_tree, tmp_path):
+    """Spawned workers import the script that started them; unguarded, each would run it again."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("import genrefusion\n"
+                      f"genrefusion.extract({str(genre_tree)!r}, store={str(tmp_path / 'store')!r}, "
+                      "features=['mfcc'], workers=2)\n")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode != 0 and 'if __name__ == "__main__":' in proc.stderr.splitlines()[-1]
+    assert proc.stderr.count("unguarded.py") < 40  # a few workers' tracebacks, not one per input of 12
+    assert time.monotonic() - t0 < 120

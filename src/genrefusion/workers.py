@@ -29,7 +29,7 @@ from functools import partial
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator, TypeVar
 
-from genrefusion.errors import UsageError
+from genrefusion.errors import GenreFusionError, UsageError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,6 +38,10 @@ R = TypeVar("R")
 WATCHDOG_S = 0.5
 #: The reason given for an input that crashed its worker twice.
 CRASHED = "worker process crashed on this input (decoder fault or out of memory)"
+#: Workers that died alone on this many inputs in a row before any input was done cannot start at all.
+DEAD_ON_START = 3
+NO_START = ("worker processes exit as they start ({n} in a row, no input done): a script that calls genrefusion "
+            "must keep its code under `if __name__ == \"__main__\":`, as each worker process imports it")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -147,6 +151,7 @@ def run_pool(fn: Callable[[T], R], tasks: Iterable[T], *, workers: int | None, s
     workers = workers or os.cpu_count() or 1
     queue = list(reversed(list(tasks)))
     suspects: list[T] = []
+    done = dead = 0  # inputs done; workers in a row that died alone on their input before any was done
     while queue or suspects:
         isolating = not queue
         if isolating:  # after a crash: the tasks that were in flight, one by one
@@ -163,11 +168,15 @@ def run_pool(fn: Callable[[T], R], tasks: Iterable[T], *, workers: int | None, s
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     result = fut.result()  # BrokenProcessPool if a worker died
+                    done += 1
                     yield in_flight.pop(fut), result
             clean = True
         except BrokenProcessPool:
             clean = True
             if isolating:  # alone in its pool, so this task is what killed the worker
+                dead = dead + 1 if not done else 0
+                if dead >= DEAD_ON_START:  # not this input: no worker lives long enough to take any
+                    raise GenreFusionError(NO_START.format(n=dead)) from None
                 (task,) = in_flight.values()
                 yield task, None
             else:

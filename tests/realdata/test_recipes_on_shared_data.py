@@ -27,3 +27,15 @@ def test_late_fusion_cnn_on_emotify_quick(tmp_path):
                                                           "protocol.repeats=1", "train.epochs=3"])
     m = train_run(cfg, tmp_path / "run", log=lambda m: None).metrics
     assert m["summary"]["track"]["accuracy"]["mean"] > 0.4  # 4 classes
+
+
+def test_the_main_job_run_predicts_on_audio_files(tmp_path, capsys):
+    """The README's main job trains on PNG images and the feature table; its run folder predicts on audio."""
+    from genrefusion.cli import main
+
+    cfg = load_config(resolve_config("gtzan-image-table-fusion"),
+                      [f"data.path={SHARED / 'gtzan'}", f"data.store={tmp_path / 's'}", "train.epochs=1"])
+    train_run(cfg, tmp_path / "run", log=lambda m: None)
+    clip = SHARED / "gtzan" / "audio" / "jazz" / "jazz.00001.flac"
+    assert main(["predict", str(clip), "--model", str(tmp_path / "run"), "--format", "json"]) == 0
+    assert '"status": "ok"' in capsys.readouterr().out

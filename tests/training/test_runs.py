@@ -494,3 +494,21 @@ def test_a_fusion_that_learns_nothing_trains_classical_branches_on_the_validatio
         assert [set(read) for read, _ in reads] == [{t for t, p in split.items() if p == "valid"}]
     p, _ = _bundle_matches(cfg, tmp_path / "run")
     assert np.allclose(p.sum(1), 1.0)
+
+
+def test_a_run_on_tables_says_how_to_predict_from_audio_and_a_twin_needs_no_word(synth_gtzan, synth_store, tmp_path):
+    from genrefusion.config import config_from_dict, config_to_dict
+    from genrefusion.inference.predictor import Predictor
+    from genrefusion.training.fit import audio_source
+
+    cfg = make_config(synth_gtzan, synth_store, fusion=None, inputs={"table": {"feature": "table_row"}},
+                      branches={"lr": {"model": "logreg", "inputs": ["table"]}})
+    train_run(cfg, tmp_path / "run", log=lambda m: None)
+    with pytest.raises(GenreFusionError) as err:
+        Predictor(tmp_path / "run")
+    assert "inputs.table.audio_feature" in str(err.value) and "summary_gtzan, for GTZAN's features_30_sec" in str(err.value)
+    # GTZAN's own table row has an audio twin: prediction computes it from audio, hpss as the run read it
+    data = config_to_dict(cfg)
+    data["inputs"] = {"table": {"feature": "gtzan_table_row", "params": {"hpss": False}}}
+    source = audio_source(config_from_dict(data), "table", {"params": {"hpss": False}})
+    assert source["feature"] == "summary_gtzan" and source["params"]["hpss"] is False

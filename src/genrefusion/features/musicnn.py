@@ -140,7 +140,8 @@ def musicnn_mel_from_image(img: np.ndarray, *, n_frames: int = GTZAN_IMAGE_FRAME
     return np.ascontiguousarray(np.log10(10000.0 * 10.0 ** ((rep + peak_db) / 10.0) + 1.0), dtype=np.float32)
 
 
-@register_feature("musicnn_embedding_from_image", input="image", layout="vector", shape=EMBEDDING_SHAPE)
+@register_feature("musicnn_embedding_from_image", input="image", layout="vector", shape=EMBEDDING_SHAPE,
+                  audio_twin="musicnn_embedding_via_mel_image")
 def musicnn_embedding_from_image(img: np.ndarray, *, model: str = "msd-musicnn", pool: str = "mean",
                                  layer: str = "penultimate", peak_db: float = IMAGE_PEAK_DB, patches: int = 0) -> np.ndarray:
     """:func:`musicnn_embedding` of a GTZAN mel image's 3 s patches, read back (:func:`musicnn_mel_from_image`)."""
@@ -148,7 +149,8 @@ def musicnn_embedding_from_image(img: np.ndarray, *, model: str = "msd-musicnn",
                         patches=patches)
 
 
-@register_feature("musicnn_tags_from_image", input="image", layout="vector", shape="(50,) tag probabilities")
+@register_feature("musicnn_tags_from_image", input="image", layout="vector", shape="(50,) tag probabilities",
+                  audio_twin="musicnn_tags_via_mel_image")
 def musicnn_tags_from_image(img: np.ndarray, *, model: str = "msd-musicnn", peak_db: float = IMAGE_PEAK_DB,
                             patches: int = 0) -> np.ndarray:
     """:func:`musicnn_tags` of a GTZAN mel image's 3 s patches, read back (:func:`musicnn_mel_from_image`)."""

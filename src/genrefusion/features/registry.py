@@ -47,6 +47,9 @@ class FeatureSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     layout: str = "frames"  # one of LAYOUTS
     rate: Callable[[Mapping[str, Any], int], float] | None = None  # steps/s of the last axis, from (params, input sr)
+    # the audio feature that computes this (image or table) feature's array from the signal, the parameters they
+    # share carried over: what prediction on audio files uses where the run config names no audio_feature
+    audio_twin: str | None = None
 
     def steps_per_second(self, params: Mapping[str, Any], sr: int) -> float | None:
         """Time steps per second along the last axis (frames or samples); None for vectors and images."""
@@ -78,7 +81,7 @@ FEATURES: dict[str, FeatureSpec] = {}
 
 def register_feature(name: str, *, input: str, shape: str, version: int = 1, default: bool = False,
                      names: Callable[..., list[str]] | None = None, layout: str | None = None,
-                     rate: Callable[[Mapping[str, Any], int], float] | None = None):
+                     rate: Callable[[Mapping[str, Any], int], float] | None = None, audio_twin: str | None = None):
     """Decorator: register a pure function; its keyword-only defaults are its parameters."""
     if input not in INPUTS:
         raise FeatureError(f"feature input must be one of {INPUTS}, got {input!r}")
@@ -91,7 +94,7 @@ def register_feature(name: str, *, input: str, shape: str, version: int = 1, def
             raise FeatureError(f"feature {name!r} registered twice")
         params = keyword_defaults(fn, exclude=("sr",))
         FEATURES[name] = FeatureSpec(name, fn, input, shape, first_doc_line(fn), version, default, names, params, layout,
-                                     rate)
+                                     rate, audio_twin)
         return fn
 
     return wrap

@@ -36,7 +36,7 @@ _ALL_GTZAN_COLUMNS = summary_gtzan_names()
 
 
 @register_feature("gtzan_table_row", input="table", shape="(57,), or (53,) without hpss", names=summary_gtzan_names,
-                  layout="vector")
+                  layout="vector", audio_twin="summary_gtzan")
 def gtzan_table_row(row: np.ndarray, *, hpss: bool = True) -> np.ndarray:
     """A row of GTZAN's 57-column feature table; ``hpss=False`` drops the four harmony/perceptr
     columns, matching ``summary_gtzan(hpss=False)`` (which is 15x faster to compute from audio)."""

@@ -16,6 +16,7 @@ is given, but as ``not_sure``.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -104,7 +105,13 @@ class Prediction:
     def has_genre(self) -> bool:
         return self.status in (OK, NOT_SURE)
 
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """Every genre's probability, most likely first (empty without a genre)."""
+        return dict(self.top(len(self.labels)))
+
     def top(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most likely genres with their probabilities (none for no music / too short)."""
         if not self.has_genre:
             return []
         order = np.argsort(-self.proba, kind="stable")[:k]
@@ -115,7 +122,7 @@ class Prediction:
         each window's best genre (or ``no_music``)."""
         out = {"path": self.path, "duration_s": round(self.duration_s, 3), "status": self.status,
                "genre": self.genre, "top": [{"genre": g, "probability": round(p, 5)} for g, p in self.top(top_k)],
-               "level_db": None if not np.isfinite(self.level_db) else round(self.level_db, 1)}
+               "level_db": None if not np.isfinite(self.level_db) else round(float(self.level_db), 1)}
         if self.reason:
             out["reason"] = self.reason
         if timeline:
@@ -124,6 +131,10 @@ class Prediction:
                                 "probability": round(float(np.max(w.proba)), 5) if w.status == OK else None}
                                for w in self.windows]
         return out
+
+    def to_json(self, *, top_k: int = 3, timeline: bool = False) -> str:
+        """:meth:`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(top_k=top_k, timeline=timeline))
 
 
 class Predictor:
@@ -163,6 +174,7 @@ class Predictor:
 
     @property
     def card(self) -> dict:
+        """The model card: what the model is, what it was trained on and how well it did (:func:`model_card`)."""
         return model_card(self.folder, self.meta)
 
     def features(self, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -230,6 +242,17 @@ class Predictor:
         y = 1e-3 * np.random.default_rng(0).standard_normal(int(self.segment_s * self.sr)).astype(np.float32)
         self.predict_signals([y])
 
+    def predict(self, source: str | Path | np.ndarray, *, sr: int | None = None) -> Prediction:
+        """The prediction for an audio file (``source`` a path; ``sr`` not given) or a signal in memory (an array,
+        mono ``(n,)`` or channels first ``(channels, n)``, at ``sr`` Hz)."""
+        if isinstance(source, (str, Path)):
+            if sr is not None:
+                raise ModelError("sr is for a signal in memory; a file's own rate is read from it", path=str(source))
+            return self.predict_file(source)
+        if sr is None:
+            raise ModelError("a signal in memory needs its sample rate: predict(y, sr=...)")
+        return self.predict_array(source, sr=sr)
+
     def predict_file(self, path: str | Path) -> Prediction:
         """A file's prediction; raises AudioError (naming the file) when it cannot be decoded."""
         return self.predict_pieces(str(path), self.segments(path))
@@ -294,13 +317,21 @@ def array_reader(y: np.ndarray, sr: int) -> Callable[[float, float | None], np.n
     return read
 
 
+#: audio features that reproduce arrays of the data in ../shared (for the advice of :func:`audio_sources`)
+AUDIO_EXAMPLES = {"image_pixels": "mel_image, for GTZAN's spectrogram images",
+                  "table_row": "summary_gtzan, for GTZAN's features_30_sec.csv"}
+
+
 def audio_sources(meta: dict, folder: Path) -> tuple[dict[str, dict], int]:
     """Each input's audio source (``{"feature", "params", "sr"}``, copies) and the one rate they read, from a
     bundle's metadata; ModelError for a model that cannot predict on audio."""
-    cannot = [n for n, i in meta["inputs"].items() if not i.get("audio")]
+    cannot = {n: i.get("feature") for n, i in meta["inputs"].items() if not i.get("audio")}
     if cannot:
-        raise ModelError(f"the model's input(s) {cannot} cannot be computed from audio (set inputs.<name>."
-                         "audio_feature in its run config)", path=folder)
+        how = "; ".join(f"inputs.{n}.audio_feature: the audio feature giving {f}'s array" + (
+            f" (e.g. {AUDIO_EXAMPLES[f]})" if f in AUDIO_EXAMPLES else "") for n, f in cannot.items())
+        raise ModelError(f"trained on inputs that are not audio ({', '.join(f'{n}: {f}' for n, f in cannot.items())})"
+                         f" and not told how to compute them from audio; set {how}; and train again (`genrefusion "
+                         f"evaluate RUN --input NAME=FEATURE` scores such a run on audio without retraining)", path=folder)
     sources = {n: {**i["audio"], "params": dict(i["audio"]["params"])} for n, i in meta["inputs"].items()}
     rates = {s["sr"] for s in sources.values()}
     if len(rates) != 1:

@@ -87,10 +87,15 @@ def audio_source(cfg: RunConfig, name: str, stored_spec: dict) -> dict | None:
     """``{"feature", "params", "sr"}`` that computes input ``name`` from a signal, or None; ``eval.predict_params``
     set where the feature takes them."""
     inp = cfg.inputs[name]
-    if get_feature(inp.feature).input == "audio":
+    spec = get_feature(inp.feature)
+    if spec.input == "audio":
         feature, params = inp.feature, dict(stored_spec.get("params", {}))
     elif inp.audio_feature:
         feature, params = inp.audio_feature, get_feature(inp.audio_feature).resolve(inp.audio_params)
+    elif spec.audio_twin:  # the same array from audio; the parameters both take carry over
+        twin = get_feature(spec.audio_twin)
+        stored = stored_spec.get("params", {})
+        feature, params = twin.name, twin.resolve({k: v for k, v in stored.items() if k in twin.params})
     else:
         return None
     takes = get_feature(feature).params
