@@ -1,8 +1,11 @@
 """Typed run configuration: dataclasses loaded from YAML or TOML, strictly.
 
 A key that no dataclass field names fails at load with the file, the dotted key and the closest
-valid name, so a typo never silently trains the wrong model. ``overrides`` (``"train.epochs=3"``)
-apply on top, with the same checks. The groups mirror the source tree: ``data`` (datasets +
+valid name, so a typo never silently trains the wrong model; a value of the wrong type, outside its
+``Literal`` choices or its range (``Annotated[int, at_least(1)]``) fails the same way, naming the key.
+``overrides`` (``"train.epochs=3"``) apply on top, with the same checks. What needs the registries
+(branch, fusion and feature names and their combinations) is checked by
+:func:`genrefusion.training.fit.validate_config`, once, before any data is read. The groups mirror the source tree: ``data`` (datasets +
 features), ``split`` (splits), ``inputs`` (features), ``branches`` (models), ``fusion``,
 ``train`` (training), ``eval`` (evaluation), ``protocol`` (training.protocols).
 """
@@ -15,11 +18,41 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
 
 from genrefusion.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Check:
+    """A range a number must be in (``Annotated`` metadata of a config field)."""
+
+    test: Callable[[float], bool]
+    words: str  # what the value must be, e.g. "at least 1"
+
+
+def at_least(low: float) -> Check:
+    return Check(lambda v: v >= low, f"at least {low:g}")
+
+
+def above(low: float) -> Check:
+    return Check(lambda v: v > low, f"above {low:g}")
+
+
+def fraction(*, open_low: bool = True) -> Check:
+    return Check((lambda v: 0 < v < 1) if open_low else (lambda v: 0 <= v < 1), "between 0 and 1" if open_low
+                 else "from 0 up to 1")
+
+
+Positive = Annotated[float, above(0)]
+NonNegative = Annotated[float, at_least(0)]
+Count = Annotated[int, at_least(1)]
+NonNegativeInt = Annotated[int, at_least(0)]
+#: window -> track aggregation (:data:`genrefusion.evaluation.metrics.AGGREGATORS`; a test keeps them equal)
+Aggregate = Literal["mean", "vote", "max"]
+Engine = Literal["local", "ray"]
 
 
 @dataclass
@@ -29,9 +62,9 @@ class DataConfig:
     path: str = ""  # dataset folder, manifest or table
     kind: str | None = None  # dataset kind; detected when None
     store: str = "store"  # feature store folder
-    sr: int = 22050  # audio resampled to this rate (Hz)
-    duration: float | None = None  # seconds read per file; None: all
-    workers: int = 1  # extraction worker processes
+    sr: Count = 22050  # audio resampled to this rate (Hz)
+    duration: Positive | None = None  # seconds read per file; None: all
+    workers: NonNegativeInt = 1  # extraction worker processes (0: in the training process)
     exclude: list[str] = field(default_factory=list)  # track ids never used (e.g. held-out audio clips)
     genres: list[str] = field(default_factory=list)  # keep only these genres; empty: all
     # more labelled collections trained on beside ``path`` (e.g. Emotify beside GTZAN's clips)
@@ -56,10 +89,11 @@ class SplitConfig:
 
     published: str | None = None  # a split that came with the dataset, e.g. fault_filtered
     file: str | None = None  # a split CSV (track_id,part)
-    fractions: dict[str, float] = field(default_factory=lambda: {"train": 0.7, "valid": 0.15, "test": 0.15})
+    fractions: dict[str, Annotated[float, fraction()]] = field(
+        default_factory=lambda: {"train": 0.7, "valid": 0.15, "test": 0.15})
     seed: int = 0
     group_by_artist: bool | None = None  # None: when artists are known
-    valid_fraction: float = 0.15  # carved out of a training part that has no validation part
+    valid_fraction: Annotated[float, fraction()] = 0.15  # carved out of a training part that has no validation part
 
 
 @dataclass
@@ -68,7 +102,7 @@ class InputConfig:
 
     feature: str = ""
     params: dict[str, Any] = field(default_factory=dict)
-    seconds: float | None = None  # duration an image's width covers (GTZAN's images: 30 s); audio: from sr/hop
+    seconds: Positive | None = None  # duration an image's width covers (GTZAN's images: 30 s); audio: from sr/hop
     resize: list[int] | None = None  # [height, width] each example is resized to (bilinear), e.g. for ImageNet nets
     channels: int | None = None  # repeat a 1-channel input to this many channels (3 for RGB backbones)
     # For an input read from images or a table: the audio feature that yields the same array, so
@@ -91,10 +125,10 @@ class BranchConfig:
 class FusionConfig:
     strategy: str = "feature"  # a registered fusion strategy
     args: dict[str, Any] = field(default_factory=dict)
-    mode: str = "joint"  # "joint" (end-to-end) or "frozen" (branches first, then fusion on other tracks)
+    mode: Literal["joint", "frozen"] = "joint"  # end-to-end, or branches first, then fusion on other tracks
     # frozen, classical branches only: fit the fusion on out-of-fold outputs of ``cross_fit`` track folds
     # (artist-grouped where known) of all training tracks, then refit each branch on all of them; 0: off
-    cross_fit: int = 0
+    cross_fit: NonNegativeInt = 0
     # Training settings of a frozen neural fusion head (``train`` keys) over the run's ``train``
     # section, which is set for the branches: a head of a few thousand weights on a few hundred
     # tracks needs far more steps than 30 epochs of a CNN's rate give it.
@@ -105,11 +139,11 @@ class FusionConfig:
 class AugmentConfig:
     """Seeded training-time augmentation; all off by default."""
 
-    gain_db: float = 0.0  # uniform +-gain_db added to dB-valued inputs
-    time_masks: int = 0  # SpecAugment time masks per example
-    freq_masks: int = 0
-    mask_fraction: float = 0.1  # largest mask, as a fraction of the axis
-    mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixing of example pairs; 0: off
+    gain_db: NonNegative = 0.0  # uniform +-gain_db added to dB-valued inputs
+    time_masks: NonNegativeInt = 0  # SpecAugment time masks per example
+    freq_masks: NonNegativeInt = 0
+    mask_fraction: Annotated[float, fraction(open_low=False)] = 0.1  # largest mask, as a fraction of the axis
+    mixup_alpha: NonNegative = 0.0  # Beta(alpha, alpha) mixing of example pairs; 0: off
 
 
 @dataclass
@@ -118,28 +152,28 @@ class HyperDynamicConfig:
     up to ``max_boost`` x loss weight and x windows per track; updated each epoch."""
 
     enabled: bool = False
-    graduate_at: float = 0.9
-    graduate_weight: float = 0.5
-    max_boost: float = 2.0
-    momentum: float = 0.5  # share of the previous epoch's weights kept
+    graduate_at: Annotated[float, fraction()] = 0.9
+    graduate_weight: Positive = 0.5
+    max_boost: Annotated[float, at_least(1)] = 2.0
+    momentum: Annotated[float, fraction(open_low=False)] = 0.5  # share of the previous epoch's weights kept
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    schedule: str = "cosine"  # "cosine" or "constant"
-    patience: int = 8  # epochs without validation improvement before stopping; 0: never
+    epochs: Count = 30
+    batch_size: Count = 32
+    lr: Positive = 1e-3
+    weight_decay: NonNegative = 1e-2
+    schedule: Literal["cosine", "constant"] = "cosine"
+    patience: NonNegativeInt = 8  # epochs without validation improvement before stopping; 0: never
     class_weights: bool = True  # inverse-frequency loss weights
-    window_s: float | None = None  # training/eval window length in seconds; None: whole tracks
-    hop_s: float | None = None  # evaluation hop between windows; None: window_s (no overlap)
-    windows_per_track: int = 4  # random windows drawn per track per epoch
-    aux_weight: float = 0.3  # weight of each branch's own loss in joint fusion training
-    grad_clip: float = 5.0
+    window_s: Positive | None = None  # training/eval window length in seconds; None: whole tracks
+    hop_s: Positive | None = None  # evaluation hop between windows; None: window_s (no overlap)
+    windows_per_track: Count = 4  # random windows drawn per track per epoch
+    aux_weight: NonNegative = 0.3  # weight of each branch's own loss in joint fusion training
+    grad_clip: Positive = 5.0
     seed: int = 0
-    threads: int = 0  # torch threads; 0: torch's default
+    threads: NonNegativeInt = 0  # torch threads; 0: torch's default
     # Reuse a network trained with identical architecture, input arrays, tracks and settings from
     # the store's branch cache (``<data.store>/branches``): frozen fusions over the same branches
     # and repeated benchmark runs then train each branch once. Never changes a result.
@@ -150,18 +184,18 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    aggregate: str = "mean"  # window -> track: "mean" (of probabilities), "vote" or "max"
-    top_k: int = 3
+    aggregate: Aggregate = "mean"  # window -> track: mean (of probabilities), vote or max
+    top_k: Count = 3
     # Predicting on audio of any length: features are computed on segments of this many seconds
     # (the training clips' length), and their windows are aggregated to the file.
-    segment_s: float = 30.0
+    segment_s: Positive = 30.0
     # Parameters that prediction from audio gives every input feature that takes them, over the training ones,
     # e.g. {patches: 2}: musicnn reads two 3 s patches per segment instead of all ten (faster, coarser)
     predict_params: dict[str, Any] = field(default_factory=dict)
     # Prediction says "too short" below this many seconds of audio (None: genrefusion's default, one 3 s patch)
-    min_seconds: float | None = None
+    min_seconds: Positive | None = None
     # Prediction says "not sure" when the best genre's probability is below this (None: genrefusion's default)
-    sure_probability: float | None = None
+    sure_probability: Annotated[float, fraction()] | None = None
 
 
 @dataclass
@@ -171,10 +205,10 @@ class ProtocolConfig:
     stratified (artist-grouped) folds, each tested once;
     ``cv_grid``: k-fold CV grid search on the training parts, refit, then test."""
 
-    name: str = "holdout"
-    repeats: int = 10
-    test_fraction: float = 0.2
-    folds: int = 3
+    name: str = "holdout"  # a registered protocol (checked with the registries)
+    repeats: Count = 10
+    test_fraction: Annotated[float, fraction()] = 0.2
+    folds: Annotated[int, at_least(2)] = 3
     grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted config key -> candidate values
     seeds: list[int] = field(default_factory=list)  # extra seeds for holdout (mean +- std); empty: train.seed
     # after the evaluations, train once more on every track (no test part) and save that model as the run's
@@ -182,7 +216,7 @@ class ProtocolConfig:
     refit: bool = False
     # where the seeds, repeats and folds run: "local" (one after another here) or "ray" (as Ray tasks, one
     # actor per CPU of the cluster at ``address``; None starts a local Ray); the results are the same
-    engine: str = "local"
+    engine: Engine = "local"
     address: str | None = None
 
 
@@ -203,7 +237,7 @@ class RunConfig:
 
 def _build(cls, value: Any, where: str, source: str):
     """Turn plain data into dataclass ``cls``, refusing unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     if not isinstance(value, dict):
         raise ConfigError(f"{where or 'the config'} must be a mapping, got {type(value).__name__}", path=source)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -219,6 +253,16 @@ def _build(cls, value: Any, where: str, source: str):
 
 def _coerce(tp, v: Any, where: str, source: str):
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        value = _coerce(args[0], v, where, source)
+        for check in args[1:]:
+            if not check.test(value):
+                raise ConfigError(f"{where} must be {check.words}, got {v!r}", path=source)
+        return value
+    if origin is Literal:
+        if v not in args:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, got {v!r}", path=source)
+        return v
     if origin in (typing.Union, types.UnionType):
         if v is None and type(None) in args:
             return None
@@ -236,8 +280,10 @@ def _coerce(tp, v: Any, where: str, source: str):
         return [_coerce(args[0], x, f"{where}[{i}]", source) for i, x in enumerate(v)]
     if tp is Any:
         return v
-    if tp is float and isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
+    if tp is float:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        raise ConfigError(f"{where} must be a number, got {v!r}", path=source)
     if tp in (int, str, bool) and not (isinstance(v, tp) and not (tp is int and isinstance(v, bool))):
         raise ConfigError(f"{where} must be {tp.__name__}, got {v!r}", path=source)
     return v

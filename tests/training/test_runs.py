@@ -512,3 +512,36 @@ def test_a_run_on_tables_says_how_to_predict_from_audio_and_a_twin_needs_no_word
     data["inputs"] = {"table": {"feature": "gtzan_table_row", "params": {"hpss": False}}}
     source = audio_source(config_from_dict(data), "table", {"params": {"hpss": False}})
     assert source["feature"] == "summary_gtzan" and source["params"]["hpss"] is False
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("train.lr", "fast", "train.lr must be a number, got 'fast'"),
+    ("train.epochs", -5, "train.epochs must be at least 1, got -5"),
+    ("train.schedule", "linear", "train.schedule must be one of cosine, constant"),
+    ("eval.aggregate", "median", "eval.aggregate must be one of mean, vote, max"),
+    ("protocol.folds", 1, "protocol.folds must be at least 2"),
+    ("protocol.engine", "spark", "protocol.engine must be one of local, ray"),
+    ("split.fractions.test", 0, "split.fractions.test must be between 0 and 1"),
+    ("fusion.mode", "late", "fusion.mode must be one of joint, frozen"),
+])
+def test_a_bad_value_is_one_error_naming_its_key_before_anything_runs(synth_gtzan, synth_store, tmp_path, capsys,
+                                                                      key, value, says):
+    import yaml
+
+    from genrefusion.cli import main
+    from genrefusion.config import config_to_dict
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(make_config(synth_gtzan, synth_store))))
+    code = main(["train", str(path), "--set", f"{key}={value}", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and says in err[0] and not (tmp_path / "run").exists()
+
+
+def test_the_config_aggregators_are_the_registered_ones():
+    import typing
+
+    from genrefusion.config import Aggregate
+    from genrefusion.evaluation.metrics import AGGREGATORS
+
+    assert set(typing.get_args(Aggregate)) == set(AGGREGATORS)

@@ -42,7 +42,6 @@ from genrefusion.training.data import TrackData, Windowing, batches
 from genrefusion.training.trainer import Trainer, TrainResult, Validation
 
 EVAL_BATCH = 64
-MODES = ("joint", "frozen")
 
 
 class BranchBusy(Exception):
@@ -177,13 +176,10 @@ class OutputValidation:
 
 
 def validate_config(cfg: RunConfig) -> None:
-    """Every name and combination checked before any data is read or model trained."""
-    from genrefusion.evaluation.metrics import AGGREGATORS
-
+    """Every name and combination checked against the registries, once, before any data is read or model trained
+    (types, choices and ranges were checked when the config was loaded: :mod:`genrefusion.config`)."""
     if not cfg.branches:
         raise ConfigError("the config has no branches")
-    if cfg.eval.aggregate not in AGGREGATORS:
-        raise ConfigError(f"eval.aggregate must be one of {sorted(AGGREGATORS)}, got {cfg.eval.aggregate!r}")
     if cfg.eval.predict_params:
         from genrefusion.features.registry import FEATURES
 
@@ -192,8 +188,6 @@ def validate_config(cfg: RunConfig) -> None:
         unused = sorted(set(cfg.eval.predict_params) - taken)
         if unused:
             raise ConfigError(f"eval.predict_params {unused}: no input's feature takes them")
-    if cfg.train.schedule not in ("cosine", "constant"):
-        raise ConfigError(f"train.schedule must be 'cosine' or 'constant', got {cfg.train.schedule!r}")
     for name, b in cfg.branches.items():
         try:
             spec = get_branch(b.model)
@@ -211,8 +205,6 @@ def validate_config(cfg: RunConfig) -> None:
         if len(cfg.branches) != 1:
             raise ConfigError(f"{len(cfg.branches)} branches but no fusion: add a 'fusion' section")
         return
-    if cfg.fusion.mode not in MODES:
-        raise ConfigError(f"fusion.mode must be one of {MODES}, got {cfg.fusion.mode!r}")
     try:
         fspec = get_fusion(cfg.fusion.strategy)
         check_args(cfg.fusion.strategy, fspec.params, cfg.fusion.args, "fusion strategy", ModelError)
@@ -340,7 +332,6 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
     cross-fitted (``fusion.cross_fit``), on out-of-fold outputs of ``train``; one that learns nothing (mean,
     product, vote) needs neither.
     """
-    validate_config(cfg)
     train.check_classes("train")
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
     n_classes = len(train.labels)

@@ -31,7 +31,7 @@ from genrefusion.errors import ConfigError, DatasetError
 from genrefusion.evaluation.metrics import aggregate, classification_metrics
 from genrefusion.splits import TWO_STAGE, Split, check_split, kfold_splits, published_split, stratified_split
 from genrefusion.training.data import TrackData, Windowing
-from genrefusion.training.fit import BranchBusy, Fitted, defer_busy_branches, fit_model, predict_windows
+from genrefusion.training.fit import BranchBusy, Fitted, defer_busy_branches, fit_model, predict_windows, validate_config
 
 Log = Callable[[str], None]
 
@@ -316,7 +316,7 @@ def cv_grid(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
     folds = kfold_splits(pool_ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist)
     points = grid_points(cfg.protocol.grid)
     for p in points:
-        with_values(cfg, p)  # every grid point is a valid config before anything trains
+        validate_config(with_values(cfg, p))  # every grid point is a valid config before anything trains
     jobs = [partial(_grid_score, with_values(cfg, point), ds, data, windowing, fold, name=f"grid{gi + 1} fold{fi + 1}")
             for gi, point in enumerate(points) for fi, fold in enumerate(folds)]
     if cfg.protocol.engine == "local":
