@@ -10,7 +10,6 @@ split never reaches training.
 from __future__ import annotations
 
 import csv
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,7 +18,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from genrefusion.datasets.base import Dataset
+from genrefusion.datasets.base import Dataset, normalize_artist
 from genrefusion.errors import DatasetError, SplitLeakError
 
 TRAIN_VALID_TEST = {"train": 0.7, "valid": 0.15, "test": 0.15}
@@ -33,6 +32,9 @@ class Split:
 
     name: str
     assignment: Mapping[str, str]
+    # a split known to let artists cross its parts (a leaky protocol kept for comparison, ``split.leaky``):
+    # the checker then checks files and windows, not artists
+    leaky: bool = False
 
     @property
     def parts(self) -> list[str]:
@@ -62,8 +64,9 @@ class Split:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, dataset: Dataset, *, name: str | None = None) -> "Split":
-        """Read a saved split; refuse it if a track is listed twice, unknown, or it leaks."""
+    def load(cls, path: str | Path, dataset: Dataset, *, name: str | None = None, leaky: bool = False) -> "Split":
+        """Read a saved split; refuse it if a track is listed twice, unknown, or it leaks (``leaky``: artists
+        may cross)."""
         path = Path(path)
         try:
             with open(path, newline="", encoding="utf-8") as f:
@@ -78,24 +81,17 @@ class Split:
             if tid in assignment and assignment[tid] != part:
                 raise SplitLeakError(f"track {tid!r} is in both {assignment[tid]!r} and {part!r} (line {line})", path=path)
             assignment[tid] = part
-        split = cls(name or path.stem, assignment)
+        split = cls(name or path.stem, assignment, leaky)
         check_split(split, dataset)
         return split
-
-
-def normalize_artist(artist: str | None) -> str | None:
-    """An artist as compared across split parts (case, Unicode form and spacing ignored); None if blank."""
-    if not artist or not artist.strip():
-        return None
-    return " ".join(unicodedata.normalize("NFKC", artist).casefold().split())
 
 
 def check_split(split: Split, dataset: Dataset, *, windows: Iterable[tuple[str, str]] | None = None) -> None:
     """Raise SplitLeakError unless the split is clean.
 
     Checks: every id is a track of ``dataset``; no artist (where known, compared case- and
-    space-insensitively) and no audio/image file is on two sides; and, given ``windows`` as
-    ``(track_id, part)`` pairs, every window sits on its track's side.
+    space-insensitively; not for a ``leaky`` split) and no audio/image file is on two sides; and, given
+    ``windows`` as ``(track_id, part)`` pairs, every window sits on its track's side.
     """
     unknown = [t for t in split.assignment if t not in dataset]
     if unknown:
@@ -104,7 +100,7 @@ def check_split(split: Split, dataset: Dataset, *, windows: Iterable[tuple[str, 
     sides: dict[tuple[str, str], set[str]] = defaultdict(set)
     for tid, part in split.assignment.items():
         t = dataset[tid]
-        artist = normalize_artist(t.artist)
+        artist = normalize_artist(t.artist) if not split.leaky else None
         if artist:
             sides[("artist", artist)].add(part)
         for kind, p in (("file", t.audio_path), ("file", t.image_path)):
@@ -228,11 +224,12 @@ def inner_folds(y: np.ndarray, *, groups: np.ndarray | None = None, k: int = 5,
     return list(StratifiedGroupKFold(max(2, n), shuffle=True, random_state=seed).split(x, y, groups))
 
 
-def published_split(dataset: Dataset, name: str) -> Split:
-    """A split that came with the dataset (e.g. GTZAN's ``fault_filtered``), leak-checked."""
+def published_split(dataset: Dataset, name: str, *, leaky: bool = False) -> Split:
+    """A split that came with the dataset (e.g. GTZAN's ``fault_filtered``), leak-checked (``leaky``: but for
+    artists, who may cross a split known to leak, kept for comparison)."""
     if name not in dataset.published_splits:
         known = ", ".join(dataset.published_splits) or "none"
         raise DatasetError(f"dataset {dataset.name!r} has no published split {name!r}; it has: {known}")
-    split = Split(name, dict(dataset.published_splits[name]))
+    split = Split(name, dict(dataset.published_splits[name]), leaky)
     check_split(split, dataset)
     return split

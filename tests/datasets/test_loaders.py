@@ -31,17 +31,18 @@ def test_gtzan_joins_audio_images_table_and_split(tmp_path):
     assert "fault_filtered" in audio_only.published_splits
 
 
-def test_gtzan_keeps_runs_of_ids_in_one_fold_group_and_names_no_artist():
-    """GTZAN keeps an artist's tracks mostly in consecutive ids: inner folds keep blocks of them together."""
-    from genrefusion.datasets.base import Track
+def test_gtzan_keeps_runs_of_ids_in_one_fold_group_where_no_artist_is_known():
+    """GTZAN keeps an artist's tracks mostly in consecutive ids: where Sturm's index names no artist, inner folds
+    keep blocks of them together."""
+    from genrefusion.datasets.base import FoldKey, Track
     from genrefusion.datasets.gtzan import ARTIST_RUN_BLOCK, _fold_group
 
     assert _fold_group("blues.00000") == _fold_group(f"blues.{ARTIST_RUN_BLOCK - 1:05d}") == "blues.0"
     assert _fold_group(f"blues.{ARTIST_RUN_BLOCK:05d}") == "blues.1" != _fold_group(f"rock.{ARTIST_RUN_BLOCK:05d}")
     assert _fold_group("not an id") is None
     t = Track("blues.00003", "blues", fold_group="blues.0")
-    assert t.artist is None and t.fold_key == "fold group blues.0"  # the split checker, which reads artists, ignores it
-    assert Track("x", "blues", artist="Someone", fold_group="blues.0").fold_key == "Someone"
+    assert t.artist is None and t.fold_key == FoldKey("group", "blues.0")  # the split checker reads artists only
+    assert Track("x", "blues", artist=" Some  One", fold_group="blues.0").fold_key == FoldKey("artist", "some one")
 
 
 def test_gtzan_reports_tracks_missing_from_the_table(tmp_path):

@@ -17,7 +17,7 @@ def test_gtzan_fault_filtered_split_is_clean_and_sized_as_published():
     ds = open_dataset(SHARED / "gtzan")
     assert len(ds) == 1000 and ds.summary().modalities == {"audio": 100, "image": 999, "table": 1000}
     assert published_split(ds, "fault_filtered").counts() == {"train": 443, "valid": 197, "test": 290}
-    assert published_split(ds, "stratified").counts() == {"train": 500, "valid": 250, "test": 250}
+    assert published_split(ds, "stratified", leaky=True).counts() == {"train": 500, "valid": 250, "test": 250}
     assert "jazz.00054" in ds and ds["jazz.00054"].image_path is None  # corrupt in GTZAN, no image
 
 
@@ -48,3 +48,33 @@ def test_extract_real_emotify_clips(tmp_path):
         assert mel.shape[0] == 128 and mel.shape[1] > 1200  # ~30 s at hop 512
     finally:
         store.close()
+
+
+def test_gtzan_artists_come_from_sturms_index_and_no_artist_crosses_a_split_or_an_inner_fold():
+    import numpy as np
+
+    from genrefusion.errors import SplitLeakError
+    from genrefusion.splits import inner_folds, kfold_splits
+    from genrefusion.training.data import TrackData
+
+    ds = open_dataset(SHARED / "gtzan")
+    assert sum(t.artist is not None for t in ds.tracks) == 919 and len({t.artist for t in ds.tracks if t.artist}) == 244
+    assert ds["blues.00000"].artist == "John Lee Hooker"
+    with pytest.raises(SplitLeakError, match="artist"):  # the published random split lets 101 artists cross
+        published_split(ds, "stratified")
+    ff = published_split(ds, "fault_filtered")  # checked: no artist on two of its parts
+
+    def artists_cross(ids_a, ids_b) -> set:
+        return {ds[t].artist for t in ids_a if ds[t].artist} & {ds[t].artist for t in ids_b if ds[t].artist}
+
+    for fold in kfold_splits(ds.subset(ff.ids("train")), k=5, seed=0):  # random splits group by artist now
+        assert not artists_cross(fold.ids("train"), fold.ids("test"))
+    # inner folds (grid search, stacking, cross-fitting) of the training tracks: by artist, blocks of 25 ids where
+    # the index names none
+    ids = ff.ids("train") + ff.ids("valid")
+    labels = ds.genres
+    data = TrackData(ids, np.array([labels.index(ds[t].genre) for t in ids]), labels, {}, [ds[t].fold_key for t in ids])
+    for fit_rows, held_rows in inner_folds(data.y, groups=data.groups(), k=5, seed=0):
+        assert not artists_cross([ids[i] for i in fit_rows], [ids[i] for i in held_rows])
+        unknown = lambda rows: {ds[ids[i]].fold_group for i in rows if not ds[ids[i]].artist}  # noqa: E731
+        assert not unknown(fit_rows) & unknown(held_rows)

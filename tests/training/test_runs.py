@@ -429,7 +429,9 @@ def test_cross_fitting_keeps_an_artists_tracks_in_one_fold(synth_gtzan, synth_st
                       branches={"lr": {"model": "logreg", "inputs": ["table"]}},
                       fusion={"strategy": "stacking", "mode": "frozen", "cross_fit": 3})
     data, _ = load_track_data(cfg, open_run_dataset(cfg))
-    data.fold_keys = [f"Artist {i // 3}" if i % 5 else None for i in range(len(data))]  # trios, some unknown
+    from genrefusion.datasets.base import FoldKey
+
+    data.fold_keys = [FoldKey("artist", f"artist {i // 3}") if i % 5 else None for i in range(len(data))]  # trios
     artist = dict(zip(data.ids, data.fold_keys))
     windowing = Windowing.resolve(data, None, None)
     outs, idx = fit_module._out_of_fold_outputs(cfg, {"lr": {"model": "logreg", "inputs": ["table"], "args": {}}},
@@ -440,24 +442,34 @@ def test_cross_fitting_keeps_an_artists_tracks_in_one_fold(synth_gtzan, synth_st
 
 
 def test_track_groups_join_an_artists_tracks_and_leave_the_unknown_alone():
+    from genrefusion.datasets.base import Track
+
+    artists = ["The Band", None, " the  band", "", "Other"]  # compared as normalised: case and spacing aside
     data = TrackData(["a", "b", "c", "d", "e"], np.zeros(5, np.int64), ["x"], {},
-                     fold_keys=["The Band", None, " the  band", "", "Other"])
+                     fold_keys=[Track(t, "x", artist=a).fold_key for t, a in zip("abcde", artists)])
     assert data.groups().tolist() == [0, 1, 0, 3, 4]
     assert data.subset(["c", "e"]).groups().tolist() == [0, 1]
     assert TrackData(["a", "b"], np.zeros(2, np.int64), ["x"], {}).groups().tolist() == [0, 1]
 
 
 def test_fold_groups_join_tracks_unless_too_coarse_to_fold():
-    from genrefusion.datasets.base import FOLD_GROUP_PREFIX as G
+    from genrefusion.datasets.base import FoldKey
 
-    keys = [f"{G}a.0", f"{G}a.0", f"{G}a.1", f"{G}b.0", f"{G}b.1", "Someone"]
+    def G(name):
+        return FoldKey("group", name)
+
+    keys = [G("a.0"), G("a.0"), G("a.1"), G("b.0"), G("b.1"), FoldKey("artist", "someone")]
     data = TrackData(list("uvwxyz"), np.array([0, 0, 0, 1, 1, 1]), ["a", "b"], {}, fold_keys=keys)
     assert data.groups().tolist() == [0, 0, 2, 3, 4, 5]
     coarse = data.subset(list("uvxyz"))  # class a in one group could not be folded: its tracks leave it
     assert coarse.groups().tolist() == [0, 1, 2, 3, 4]
     assert data.subset(list("uvwx")).groups().tolist() == [0, 0, 2, 3]  # class b alone leaves its group
-    both = TrackData(list("uvw"), np.array([0, 0, 1]), ["a", "b"], {}, fold_keys=["X", "x", f"{G}b.0"])
+    both = TrackData(list("uvw"), np.array([0, 0, 1]), ["a", "b"], {},
+                     fold_keys=[FoldKey("artist", "x"), FoldKey("artist", "x"), G("b.0")])
     assert both.groups().tolist() == [0, 0, 2]  # artists stay grouped when fold groups go
+    # a class whose unknown-artist tracks are one fold group still folds by its known artists: the group stays
+    mixed = TrackData(list("uvw"), np.zeros(3, np.int64), ["a"], {}, fold_keys=[G("a.0"), G("a.0"), FoldKey("artist", "y")])
+    assert mixed.groups().tolist() == [0, 0, 2]
 
 
 def test_cross_fit_needs_folds_frozen_fusion_and_classical_branches(synth_gtzan, synth_store, tmp_path):

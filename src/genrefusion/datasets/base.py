@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Literal, Mapping
 
 from genrefusion.errors import DatasetError
 
@@ -45,7 +45,20 @@ def normalize_genre(label: str) -> str:
     return GENRE_ALIASES.get(text, text)
 
 
-FOLD_GROUP_PREFIX = "fold group "  # marks a Track.fold_key that is a fold group, not an artist
+def normalize_artist(artist: str | None) -> str | None:
+    """An artist as compared across split parts (case, Unicode form and spacing ignored); None if blank."""
+    if not artist or not artist.strip():
+        return None
+    return " ".join(unicodedata.normalize("NFKC", artist).casefold().split())
+
+
+@dataclass(frozen=True)
+class FoldKey:
+    """What keeps tracks together in inner folds: the same ``artist`` (known), or the same ``group`` (tracks that
+    likely share an unknown artist, e.g. a run of GTZAN ids); ``name`` as compared (artists normalised)."""
+
+    kind: Literal["artist", "group"]
+    name: str
 
 
 @dataclass(frozen=True)
@@ -64,9 +77,12 @@ class Track:
     fold_group: str | None = None
 
     @property
-    def fold_key(self) -> str | None:
+    def fold_key(self) -> FoldKey | None:
         """What keeps this track's inner-fold group together: its artist, else its ``fold_group``, else nothing."""
-        return self.artist or (f"{FOLD_GROUP_PREFIX}{self.fold_group}" if self.fold_group else None)
+        artist = normalize_artist(self.artist)
+        if artist:
+            return FoldKey("artist", artist)
+        return FoldKey("group", self.fold_group) if self.fold_group else None
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from genrefusion.datasets.base import FoldKey
 from genrefusion.errors import ConfigError
 
 
@@ -75,7 +76,7 @@ class TrackData:
     y: np.ndarray
     labels: list[str]
     inputs: dict[str, InputData]
-    fold_keys: list[str | None] | None = None  # each track's artist or fold group (``Track.fold_key``) where known
+    fold_keys: list[FoldKey | None] | None = None  # each track's artist or fold group (``Track.fold_key``)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -91,20 +92,17 @@ class TrackData:
         """(N,) int: tracks that must stay on one side of an inner fold share a value (the position
         of the first track with their artist, or fold group where the artist is unknown); a track with
         neither is its own group, so without them this is ``arange(N)``. A class whose tracks lie in one
-        fold group (a small part) could not be folded: its tracks leave their fold groups (not their artists)."""
-        from genrefusion.datasets.base import FOLD_GROUP_PREFIX
-        from genrefusion.splits import normalize_artist
-
-        names = [normalize_artist(key) for key in self.fold_keys or [None] * len(self)]
-        is_group = [bool(n) and n.startswith(FOLD_GROUP_PREFIX) for n in names]
-        groups_of = defaultdict(set)
-        for c, n, g in zip(self.y.tolist(), names, is_group):
-            if g:
-                groups_of[c].add(n)
-        names = [None if g and len(groups_of[c]) < 2 else n for c, n, g in zip(self.y.tolist(), names, is_group)]
-        first: dict[str, int] = {}
-        keys = [first.setdefault(n, i) if n else i for i, n in enumerate(names)]
-        return np.array(keys, np.int64)
+        artist or fold group (a small part) could not be folded: its tracks leave their fold groups (not their
+        artists)."""
+        keys = list(self.fold_keys or [None] * len(self))
+        groups_of = defaultdict(set)  # each class's artists and fold groups
+        for c, key in zip(self.y.tolist(), keys):
+            if key is not None:
+                groups_of[c].add(key)
+        keys = [None if key is not None and key.kind == "group" and len(groups_of[c]) < 2 else key
+                for c, key in zip(self.y.tolist(), keys)]
+        first: dict[FoldKey, int] = {}
+        return np.array([first.setdefault(key, i) if key is not None else i for i, key in enumerate(keys)], np.int64)
 
     def check_classes(self, part: str) -> None:
         """Refuse a part in which a class has no track (before any training)."""

@@ -87,9 +87,9 @@ def get_protocol(name: str):
 def base_split(cfg: RunConfig, ds: Dataset, *, fractions=None) -> Split:
     """The config's split: a split file, a published split, or a seeded stratified one."""
     if cfg.split.file:
-        return Split.load(cfg.split.file, ds)
+        return Split.load(cfg.split.file, ds, leaky=cfg.split.leaky)
     if cfg.split.published:
-        return published_split(ds, cfg.split.published)
+        return published_split(ds, cfg.split.published, leaky=cfg.split.leaky)
     return stratified_split(ds, fractions=fractions or cfg.split.fractions, seed=cfg.split.seed,
                             group_by_artist=cfg.split.group_by_artist)
 
@@ -148,7 +148,7 @@ def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Win
     parts = {"train": data.subset(fit_ids), "valid": data.subset(valid_ids), "test": data.subset(split.ids("test"))}
     if fusion_ids is not None:
         parts["fusion"] = data.subset(fusion_ids)
-    saved = Split(split.name, {**{t: p for p, d in parts.items() for t in d.ids}})
+    saved = Split(split.name, {**{t: p for p, d in parts.items() for t in d.ids}}, split.leaky)
     saved.save(run_dir / "split.csv", ds)
     _check_windows(saved, ds, parts, windowing)
     fusion_part = parts.get("fusion")

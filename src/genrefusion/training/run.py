@@ -174,7 +174,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
             cfg.inputs[input_name].feature = feature
     ds = open_run_dataset(cfg)
     if data is None:
-        split = Split.load(run_dir / "split.csv", ds)
+        split = Split.load(run_dir / "split.csv", ds, leaky=cfg.split.leaky)
         ds = ds.subset(split.ids("test"))
     if ids is not None:
         ds = ds.subset([t for t in ids if t in ds])
