@@ -22,7 +22,6 @@ saved model's.
 
 from __future__ import annotations
 
-import copy
 import json
 import pickle
 import platform
@@ -67,35 +66,12 @@ def save_bundle(fitted: Fitted, folder: str | Path, *, aggregate: str = "mean", 
                 card: dict | None = None, created: str | None = None) -> Path:
     """Write ``fitted`` to ``folder`` (created; files replaced atomically); ``created``: when the model was made
     (default: now)."""
-    import torch
-
-    from genrefusion.fusion.model import FusionModel
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights: dict[str, Any] = {}
     objects: dict[str, Any] = {}  # part key -> its fitted scikit-learn object (for sklearn.skops)
     arrays: dict[str, np.ndarray] = {}
-    m = fitted.model
-    if isinstance(m, FusionModel):
-        model = {"type": "joint", "spec": m.spec()}
-        weights["model"] = m.state_dict()
-    else:
-        branches = {}
-        for name, b in m.branches.items():
-            if isinstance(b, FusionModel):
-                branches[name] = {"type": "neural", "spec": b.spec()}
-                weights[f"branch/{name}"] = b.state_dict()
-            else:
-                branches[name] = {"type": "classical", "model": b.branch_name, "params": b.params,
-                                  "in_shape": list(b.in_shape), **_state(b, f"branch/{name}", arrays, objects)}
-        fusion = {"type": None}
-        if isinstance(m.fusion, torch.nn.Module):
-            fusion = {"type": "neural", **m.fusion_spec, "dims": {n: list(d) for n, d in m.fusion_dims.items()}}
-            weights["fusion"] = m.fusion.state_dict()
-        elif m.fusion is not None:
-            fusion = {"type": "decision", **m.fusion_spec, "branches": list(m.fusion.names),
-                      **_state(m.fusion, "fusion", arrays, objects)}
-        model = {"type": "frozen", "branches": branches, "branch_inputs": m.branch_inputs, "fusion": fusion}
+    model = fitted.model.to_bundle(weights, lambda part, key: _state(part, key, arrays, objects))
     meta = {"format": FORMAT, "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "labels": fitted.labels,
             "windowing": {"window_s": fitted.windowing.window_s, "hop_s": fitted.windowing.hop_s},
@@ -230,40 +206,15 @@ def _objects(folder: Path, meta: dict, allow_pickle: bool) -> dict[str, Any]:
 def load_bundle(folder: str | Path, *, allow_pickle: bool = False) -> tuple[Fitted, dict]:
     """Rebuild the model of a bundle; returns it and the bundle's metadata. ``allow_pickle``: read a format 1
     bundle's ``objects.pkl`` (for :func:`convert_bundle`; a pickle runs code when read)."""
-    from genrefusion.fusion.model import FrozenFusion, FusionModel
-    from genrefusion.fusion.registry import build_fusion
-    from genrefusion.models.registry import build_branch
+    from genrefusion.fusion.model import model_from_bundle
     from genrefusion.training.data import Windowing
     from genrefusion.training.fit import Fitted
     folder = Path(folder)
     meta = read_meta(folder)
     objects = _objects(folder, meta, allow_pickle)
     arrays = np.load(folder / "arrays.npz", allow_pickle=False) if (folder / "arrays.npz").exists() else None
-    weights = _weights(folder, meta, arrays)
-    spec = meta["model"]
-    n_classes = len(meta["labels"])
-    if spec["type"] == "joint":
-        model: Any = _module(FusionModel(**_no_initial_weights(spec["spec"])), weights["model"])
-    else:
-        def classical(n: str, b: dict):
-            return _from_state(b, f"branch/{n}", arrays, objects, lambda: build_branch(
-                b["model"], n_classes=n_classes, in_shape=tuple(b["in_shape"]), **b["params"]))
-
-        branches = {n: (_module(FusionModel(**_no_initial_weights(b["spec"])), weights[f"branch/{n}"]) if b["type"] == "neural"
-                        else classical(n, b)) for n, b in spec["branches"].items()}
-        f = spec["fusion"]
-        fusion = None
-        if f["type"] == "neural":
-            dims = {n: tuple(d) for n, d in f["dims"].items()}
-            fusion = _module(build_fusion(f["strategy"], branches=dims, n_classes=n_classes, **f["args"]), weights["fusion"])
-        elif f["type"] == "decision":
-            fusion = _from_state(f, "fusion", arrays, objects, lambda: build_fusion(
-                f["strategy"], branches={n: (0, n_classes) for n in f.get("branches", spec["branches"])}, n_classes=n_classes,
-                **f["args"]))
-        fusion_spec = {k: f[k] for k in ("strategy", "args")} if f["type"] else {}
-        model = FrozenFusion(n_classes=n_classes, branches=branches, branch_inputs=spec["branch_inputs"],
-                             fusion=fusion, fusion_spec=fusion_spec,
-                             fusion_dims={n: tuple(d) for n, d in f.get("dims", {}).items()})
+    model = model_from_bundle(meta["model"], n_classes=len(meta["labels"]), weights=_weights(folder, meta, arrays),
+                              restore=lambda entry, key, build: _from_state(entry, key, arrays, objects, build))
     w = meta["windowing"]
     return Fitted(model=model, labels=meta["labels"], windowing=Windowing(w["window_s"], w["hop_s"]),
                   inputs=meta["inputs"]), meta
@@ -274,20 +225,3 @@ def convert_bundle(source: str | Path, dest: str | Path, *, allow_pickle: bool =
     fitted, meta = load_bundle(source, allow_pickle=allow_pickle)
     return save_bundle(fitted, dest, aggregate=meta["aggregate"], config=meta.get("config"), card=meta.get("card"),
                        created=meta.get("created"))
-
-
-def _no_initial_weights(net_spec: dict) -> dict:
-    """The network spec with ``pretrained=False`` for branches that take it: the bundle's weights replace
-    the initial (e.g. ImageNet) ones, which need not be read, nor their package installed."""
-    from genrefusion.models.registry import get_branch
-
-    out = copy.deepcopy(net_spec)
-    for b in out["branches"].values():
-        if "pretrained" in get_branch(b["model"]).params:
-            b.setdefault("args", {})["pretrained"] = False
-    return out
-
-
-def _module(module, state: dict):
-    module.load_state_dict(state)
-    return module.eval()

@@ -26,14 +26,14 @@ def test_convolutional_branches_run_channels_last_with_unchanged_outputs():
 
 
 def test_a_bundled_pretrained_branch_is_rebuilt_without_its_initial_weights(monkeypatch):
-    from genrefusion import bundle
+    from genrefusion.fusion import model
     from genrefusion.models import efficientnet
 
     spec = {"n_classes": 3, "inputs": {"image": {"layout": "image", "shape": (1, 32, 32)}},
             "branches": {"lite0": {"model": "efficientnet_lite0", "inputs": ["image"], "args": {"dropout": 0.3}},
                          "cnn": {"model": "cnn2d", "inputs": ["image"], "args": {"channels": [4]}}},
             "fusion": {"strategy": "logit"}}
-    rebuilt = bundle._no_initial_weights(spec)
+    rebuilt = model._no_initial_weights(spec)
     assert rebuilt["branches"]["lite0"]["args"] == {"dropout": 0.3, "pretrained": False}
     assert rebuilt["branches"]["cnn"]["args"] == {"channels": [4]} and "pretrained" not in spec["branches"]["lite0"]["args"]
 

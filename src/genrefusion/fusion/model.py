@@ -1,15 +1,20 @@
 """Composed models, named stages: input stages -> branches -> fusion.
 
+The model core: every trained model is a :class:`Model`, and only this module tells its kinds apart.
 :class:`FusionModel` is the end-to-end network (every branch neural, a neural head or a single
 branch). :class:`FrozenFusion` holds separately trained branches (neural or classical) and a
-fusion strategy fitted on their outputs on other tracks (two-stage). Both answer
-``predict_proba(inputs) -> (N, C)`` on a batch of windows and describe themselves with ``spec()``
-so that :mod:`genrefusion.bundle` can rebuild them without the training code.
+fusion strategy fitted on their outputs on other tracks (two-stage). Both keep one contract:
+``predict(batch) -> (probabilities (N, C), {branch: (N, C)})``, ``networks()`` (the torch networks by
+name: what ONNX export writes and a bundle's weights hold), ``with_networks(stand_ins)`` (the same
+model over other networks, e.g. ONNX graphs), and ``to_bundle``/:func:`model_from_bundle`, which
+:mod:`genrefusion.bundle` uses to write and rebuild them without the training code. A frozen model's
+branches keep one runner contract too: ``family`` (``"neural"`` or ``"classical"``) and
+``branch_output(batch, inputs)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -104,12 +109,32 @@ def combined_shape(shapes: list[tuple[int, ...]], layout: str) -> tuple[int, ...
     return (sum(s[0] for s in shapes), shapes[0][1], min(s[-1] for s in shapes))
 
 
+class Model(Protocol):
+    """What every trained model does (:class:`FusionModel`, :class:`FrozenFusion`)."""
+
+    n_classes: int
+
+    def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+    def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray: ...
+    def networks(self) -> dict[str, "FusionModel"]: ...
+    def with_networks(self, nets: Mapping[str, Any]) -> Any: ...
+    def to_bundle(self, weights: dict, keep: "Keep") -> dict: ...
+
+
+#: ``keep(part, key) -> entry``: how a bundle stores a fitted classical branch or decision fusion (its arrays or
+#: its scikit-learn object); ``restore(entry, key, build) -> part`` gives it back (:mod:`genrefusion.bundle`)
+Keep = Callable[[Any, str], dict]
+Restore = Callable[[dict, str, Callable[[], Any]], Any]
+
+
 class FusionModel(nn.Module):
     """End-to-end model: ``stages`` (one per input) -> ``branches`` -> ``head`` (None: the single branch decides).
 
     ``inputs``: ``{name: {"layout", "shape", "resize", "channels"}}``; ``branches``:
     ``{name: {"model", "inputs", "args"}}``; ``fusion``: ``{"strategy", "args"}`` or None.
     """
+
+    family = "neural"  # as a branch of a frozen model: a one-branch network
 
     def __init__(self, *, n_classes: int, inputs: Mapping[str, Mapping[str, Any]],
                  branches: Mapping[str, Mapping[str, Any]], fusion: Mapping[str, Any] | None = None):
@@ -197,6 +222,25 @@ class FusionModel(nn.Module):
     def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
         return self.predict(x)[0]
 
+    @torch.no_grad()
+    def branch_output(self, x: Mapping[str, torch.Tensor], inputs: list[str]) -> dict[str, torch.Tensor]:
+        """As a frozen model's branch (a one-branch network): its branch's outputs on a batch."""
+        return _in_eval_mode(self)(x)["branches"][next(iter(self.branches))]
+
+    def networks(self) -> dict[str, "FusionModel"]:
+        return {"model": self}
+
+    def with_networks(self, nets: Mapping[str, Any]) -> Any:
+        return nets.get("model", self)
+
+    def to_bundle(self, weights: dict, keep: Keep) -> dict:
+        weights["model"] = self.state_dict()
+        return {"type": "joint", "spec": self.spec()}
+
+    @classmethod
+    def from_bundle(cls, entry: dict, *, n_classes: int, weights: dict, restore: Restore) -> "FusionModel":
+        return _loaded(cls(**_no_initial_weights(entry["spec"])), weights["model"])
+
 
 def _in_eval_mode(module):
     """``module`` switched to eval mode if it is training. ``.eval()`` walks every submodule (~1 ms
@@ -219,13 +263,15 @@ class FrozenFusion:
     """Two-stage model: each branch trained alone (a one-branch :class:`FusionModel`, or a classical
     branch on a vector input), then ``fusion`` fitted on their outputs for other tracks.
 
-    ``fusion`` is a neural head (``nn.Module``) or a decision strategy object.
+    ``fusion`` is a neural head or a decision strategy object, as the fusion registry declares its strategy
+    (``fusion_spec["strategy"]``); None: a single branch decides.
     """
 
     def __init__(self, *, n_classes: int, branches: Mapping[str, Any], branch_inputs: Mapping[str, list[str]],
                  fusion: Any, fusion_spec: Mapping[str, Any], fusion_dims: Mapping[str, tuple[int, int]] | None = None):
         self.n_classes, self.branches, self.branch_inputs = n_classes, dict(branches), dict(branch_inputs)
         self.fusion, self.fusion_spec, self.fusion_dims = fusion, dict(fusion_spec), dict(fusion_dims or {})
+        self.fusion_kind = get_fusion(self.fusion_spec["strategy"]).kind if fusion is not None else None
 
     @torch.no_grad()
     def branch_outputs(self, x: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -234,10 +280,7 @@ class FrozenFusion:
     @torch.no_grad()
     def run_branch(self, name: str, x: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Branch ``name`` alone on a batch."""
-        b = self.branches[name]
-        if hasattr(b, "prepare"):  # classical: fitted on vectors
-            return b(b.prepare([x[i] for i in self.branch_inputs[name]]))
-        return _in_eval_mode(b)(x)["branches"][name]  # a one-branch network (a FusionModel, or its ONNX stand-in)
+        return self.branches[name].branch_output(x, self.branch_inputs[name])
 
     @torch.no_grad()
     def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -246,9 +289,89 @@ class FrozenFusion:
         alone = {n: _softmax(o["logits"]) for n, o in outs.items()}
         if self.fusion is None:  # a single branch decides
             return next(iter(alone.values())), alone
-        if isinstance(self.fusion, nn.Module):
+        if self.fusion_kind == "neural":
             return _softmax(_in_eval_mode(self.fusion)(outs)["logits"]), alone
         return self.fusion.predict_proba({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}), alone
 
     def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
         return self.predict(x)[0]
+
+    def networks(self) -> dict[str, FusionModel]:
+        """The neural branches (each a one-branch network); a neural fusion head is saved with the bundle but
+        runs in torch."""
+        return {n: b for n, b in self.branches.items() if b.family == "neural"}
+
+    def with_networks(self, nets: Mapping[str, Any]) -> "FrozenFusion":
+        return FrozenFusion(n_classes=self.n_classes, branches={n: nets.get(n, b) for n, b in self.branches.items()},
+                            branch_inputs=self.branch_inputs, fusion=self.fusion, fusion_spec=self.fusion_spec,
+                            fusion_dims=self.fusion_dims)
+
+    def to_bundle(self, weights: dict, keep: Keep) -> dict:
+        branches = {}
+        for name, b in self.branches.items():
+            if b.family == "neural":
+                branches[name] = {"type": "neural", "spec": b.spec()}
+                weights[f"branch/{name}"] = b.state_dict()
+            else:
+                branches[name] = {"type": "classical", "model": b.branch_name, "params": b.params,
+                                  "in_shape": list(b.in_shape), **keep(b, f"branch/{name}")}
+        fusion: dict = {"type": None}
+        if self.fusion_kind == "neural":
+            fusion = {"type": "neural", **self.fusion_spec, "dims": {n: list(d) for n, d in self.fusion_dims.items()}}
+            weights["fusion"] = self.fusion.state_dict()
+        elif self.fusion is not None:
+            fusion = {"type": "decision", **self.fusion_spec, "branches": list(self.fusion.names),
+                      **keep(self.fusion, "fusion")}
+        return {"type": "frozen", "branches": branches, "branch_inputs": self.branch_inputs, "fusion": fusion}
+
+    @classmethod
+    def from_bundle(cls, entry: dict, *, n_classes: int, weights: dict, restore: Restore) -> "FrozenFusion":
+        def branch(n: str, b: dict):
+            if b["type"] == "neural":
+                return FusionModel.from_bundle(b, n_classes=n_classes, weights={"model": weights[f"branch/{n}"]},
+                                               restore=restore)
+            return restore(b, f"branch/{n}", lambda: build_branch(b["model"], n_classes=n_classes,
+                                                                  in_shape=tuple(b["in_shape"]), **b["params"]))
+
+        branches = {n: branch(n, b) for n, b in entry["branches"].items()}
+        f = entry["fusion"]
+        fusion = None
+        if f["type"] == "neural":
+            dims = {n: tuple(d) for n, d in f["dims"].items()}
+            fusion = _loaded(build_fusion(f["strategy"], branches=dims, n_classes=n_classes, **f["args"]),
+                             weights["fusion"])
+        elif f["type"] == "decision":
+            fusion = restore(f, "fusion", lambda: build_fusion(
+                f["strategy"], branches={n: (0, n_classes) for n in f.get("branches", entry["branches"])},
+                n_classes=n_classes, **f["args"]))
+        return cls(n_classes=n_classes, branches=branches, branch_inputs=entry["branch_inputs"], fusion=fusion,
+                   fusion_spec={k: f[k] for k in ("strategy", "args")} if f["type"] else {},
+                   fusion_dims={n: tuple(d) for n, d in f.get("dims", {}).items()})
+
+
+#: how a bundle's ``model.type`` is rebuilt
+MODEL_TYPES: dict[str, Callable[..., Model]] = {"joint": FusionModel.from_bundle, "frozen": FrozenFusion.from_bundle}
+
+
+def model_from_bundle(entry: dict, *, n_classes: int, weights: dict, restore: Restore) -> Model:
+    """The model a bundle's ``model`` entry describes (:data:`MODEL_TYPES`), with its weights and fitted parts."""
+    if entry.get("type") not in MODEL_TYPES:
+        raise ModelError(f"unknown model type {entry.get('type')!r} in the bundle; known: {', '.join(MODEL_TYPES)}")
+    return MODEL_TYPES[entry["type"]](entry, n_classes=n_classes, weights=weights, restore=restore)
+
+
+def _no_initial_weights(net_spec: dict) -> dict:
+    """The network spec with ``pretrained=False`` for branches that take it: the bundle's weights replace
+    the initial (e.g. ImageNet) ones, which need not be read, nor their package installed."""
+    import copy
+
+    out = copy.deepcopy(net_spec)
+    for b in out["branches"].values():
+        if "pretrained" in get_branch(b["model"]).params:
+            b.setdefault("args", {})["pretrained"] = False
+    return out
+
+
+def _loaded(module: nn.Module, state: dict) -> nn.Module:
+    module.load_state_dict(state)
+    return module.eval()

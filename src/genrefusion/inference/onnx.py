@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from genrefusion.errors import ModelError
-from genrefusion.fusion.model import FrozenFusion, FusionModel, _softmax
+from genrefusion.fusion.model import FusionModel, _softmax
 
 OPSET = 17
 
@@ -43,13 +43,6 @@ class _Flat(nn.Module):
         return ["logits"] + [f"{b}.{k}" for b, o in out["branches"].items() for k in sorted(o)]
 
 
-def _networks(fitted) -> dict[str, FusionModel]:
-    m = fitted.model
-    if isinstance(m, FusionModel):
-        return {"model": m}
-    return {name: b for name, b in m.branches.items() if isinstance(b, FusionModel)}
-
-
 def export_onnx(bundle: str | Path, *, check: bool = True, atol: float = 1e-4) -> list[Path]:
     """Write ``<bundle>/onnx/*.onnx`` for every network in the bundle; returns their paths.
 
@@ -63,7 +56,7 @@ def export_onnx(bundle: str | Path, *, check: bool = True, atol: float = 1e-4) -
     text = [n for n, i in fitted.inputs.items() if i["layout"] == "text"]
     if text:
         raise ModelError(f"inputs {text} are text, which ONNX graphs cannot take; export needs numeric inputs", path=folder)
-    if not _networks(fitted):
+    if not fitted.model.networks():
         raise ModelError("the model has no trained network to export: its branches and fusion are fitted arrays "
                          "(and pretrained networks it reads, like musicnn, run inside its features)", path=folder)
     import shutil
@@ -84,7 +77,7 @@ def export_onnx(bundle: str | Path, *, check: bool = True, atol: float = 1e-4) -
 
 def _export_all(fitted, out_dir: Path, *, check: bool, atol: float) -> list[Path]:
     written, manifest = [], {}
-    for name, net in _networks(fitted).items():
+    for name, net in fitted.model.networks().items():
         net.eval()
         inputs = list(net.stages)
         example = _example(net, fitted, inputs, batch=2)
@@ -128,6 +121,8 @@ def _max_difference(net: FusionModel, onnx_net: "OnnxNetwork", x: dict[str, torc
 class OnnxNetwork:
     """An exported network run by onnxruntime; called like the FusionModel it replaces."""
 
+    family = "neural"
+
     def __init__(self, path: str | Path, inputs: list[str], outputs: list[str]):
         import onnxruntime as ort
 
@@ -138,6 +133,10 @@ class OnnxNetwork:
 
     def eval(self) -> "OnnxNetwork":
         return self
+
+    def branch_output(self, x: Mapping[str, torch.Tensor], inputs: list[str]) -> dict[str, torch.Tensor]:
+        """As a frozen model's branch: the one branch's outputs."""
+        return next(iter(self(x)["branches"].values()))
 
     def __call__(self, x: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         feed = {i: np.ascontiguousarray(x[i].numpy(), dtype=np.float32) for i in self.inputs}
@@ -166,9 +165,4 @@ class OnnxModel:
             raise ModelError("the bundle has no ONNX export; run `genrefusion export --onnx` on it first",
                              path=folder) from None
         nets = {n: OnnxNetwork(folder / "onnx" / m["file"], m["inputs"], m["outputs"]) for n, m in manifest.items()}
-        m = fitted.model
-        if isinstance(m, FusionModel):
-            return nets["model"]
-        branches = {n: nets.get(n, b) for n, b in m.branches.items()}
-        return FrozenFusion(n_classes=m.n_classes, branches=branches, branch_inputs=m.branch_inputs, fusion=m.fusion,
-                            fusion_spec=m.fusion_spec, fusion_dims=m.fusion_dims)
+        return fitted.model.with_networks(nets)

@@ -74,6 +74,10 @@ class ClassicalBranch:
         proba[:, self.pipeline.classes_] = self.pipeline.predict_proba(x)
         return proba
 
+    def branch_output(self, x, inputs: list[str]) -> dict[str, torch.Tensor]:
+        """As a frozen model's branch: its outputs on a batch of named inputs (``inputs``: the ones it reads)."""
+        return self(self.prepare([x[i] for i in inputs]))
+
     def __call__(self, x) -> dict[str, torch.Tensor]:
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()

@@ -292,7 +292,7 @@ def _train_neural(model: FusionModel, cfg: RunConfig, train: TrackData, valid: T
     elif checkpoint_dir:
         checkpoint_dir = checkpoint_dir / tag
     trainer = Trainer(model, cfg.train, n_classes=len(train.labels), y_train=train.y, checkpoint_dir=checkpoint_dir,
-                      fingerprint=fingerprint,
+                      fingerprint=fingerprint, aux_loss=model.head is not None,
                       layouts={n: d.layout for n, d in train.inputs.items()},
                       features={n: d.feature for n, d in train.inputs.items()},
                       log=lambda m: log(f"[{tag}] {m}"), name=tag)
@@ -377,7 +377,7 @@ def fit_model(cfg: RunConfig, train: TrackData, valid: TrackData | None, *, fusi
                 for n, o in outs.items()}
         fusion_obj = _seeded_model(cfg.train.seed, build_fusion, name=cfg.fusion.strategy, branches=dims,
                                    n_classes=n_classes, **cfg.fusion.args)
-        if isinstance(fusion_obj, torch.nn.Module):
+        if get_fusion(cfg.fusion.strategy).kind == "neural":
             fitted.training["fusion"] = _train_head(fusion_obj, cfg, outs, idx, part, checkpoint_dir, log)
         else:
             fusion_obj.fit({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}, part.y[idx],

@@ -80,14 +80,15 @@ class Trainer:
     """Train ``model`` (forward(x) -> {"logits", optional "branches"}) with ``cfg``.
 
     ``checkpoint_dir`` gets ``last.pt`` after every epoch; ``fingerprint`` (any JSON-able
-    description of model, data and config) must match for a checkpoint to be resumed.
+    description of model, data and config) must match for a checkpoint to be resumed. ``aux_loss``: add
+    each branch's own loss (``cfg.aux_weight``), for a model that fuses several branches end to end.
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, *, n_classes: int, y_train: np.ndarray,
                  checkpoint_dir: str | Path | None = None, fingerprint: Any = None,
                  layouts: dict[str, str] | None = None, features: dict[str, str] | None = None,
-                 log: Callable[[str], None] | None = None, name: str = "model"):
-        self.model, self.cfg, self.n_classes = model, cfg, n_classes
+                 log: Callable[[str], None] | None = None, name: str = "model", aux_loss: bool = False):
+        self.model, self.cfg, self.n_classes, self.aux_loss = model, cfg, n_classes, aux_loss
         self.base_weights = class_weights(y_train, n_classes) if cfg.class_weights else np.ones(n_classes)
         self.boost = np.ones(n_classes)  # hyper-dynamic multipliers
         self.checkpoint = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
@@ -103,7 +104,7 @@ class Trainer:
 
         loss = ce(out["logits"])
         branches = out.get("branches") or {}
-        if self.cfg.aux_weight and getattr(self.model, "head", None) is not None and branches:
+        if self.aux_loss and self.cfg.aux_weight and branches:
             loss = loss + self.cfg.aux_weight * sum(ce(b["logits"]) for b in branches.values()) / len(branches)
         return loss
 
