@@ -115,32 +115,6 @@ def test_missing_file(tmp_path):
         audio.load(tmp_path / "nope.wav")
 
 
-def test_windows_cover_whole_windows_with_hop():
-    y = np.arange(10 * 100, dtype=np.float32)
-    w = audio.windows(y, sr=100, window_s=3, hop_s=1.5)
-    assert w.shape == (5, 300)  # starts 0, 150, 300, 450, 600; 750 + 300 > 1000
-    assert w[2, 0] == 300 and not w.flags.writeable
-    assert np.array_equal(audio.window_bounds(1000, sr=100, window_s=3, hop_s=1.5)[:, 0], [0, 150, 300, 450, 600])
-    assert audio.windows(y, sr=100, window_s=10).shape == (1, 1000)
-
-
-@pytest.mark.parametrize("policy, shape", [("pad", (1, 300)), ("loop", (1, 300)), ("drop", (0, 300))])
-def test_short_track_policies(policy, shape):
-    y = np.ones(120, np.float32)
-    w = audio.windows(y, sr=100, window_s=3, short=policy)
-    assert w.shape == shape
-    if policy == "pad":
-        assert w[0, :120].sum() == 120 and w[0, 120:].sum() == 0
-    if policy == "loop":
-        assert w.sum() == 300
-
-
-def test_short_track_error_policy_names_the_file():
-    with pytest.raises(AudioError, match="shorter than one 3 s window") as info:
-        audio.windows(np.ones(120, np.float32), sr=100, window_s=3, short="error", path="x.wav")
-    assert "x.wav" in str(info.value)
-
-
 @needs_shared
 def test_reading_an_mp3_from_the_middle_is_right_and_leaves_stderr_alone(tmp_path, capfd):
     """libmpg123 writes to fd 2 when a read starts mid bit-reservoir (a seek into real music, as the shipped model's

@@ -9,7 +9,6 @@ the rest. Every failure is an :class:`~genrefusion.errors.AudioError` naming the
 from __future__ import annotations
 
 import errno
-import math
 import os
 import re
 import stat
@@ -17,7 +16,6 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
@@ -405,15 +403,6 @@ def _decode_pyav(path: Path, offset: float, duration: float | None, sf_err) -> t
     return np.concatenate(chunks).astype(np.float32, copy=False), native_sr
 
 
-class ShortPolicy(str, Enum):
-    """What :func:`windows` does with a track shorter than one window."""
-
-    PAD = "pad"  # zero-pad at the end to one window
-    LOOP = "loop"  # repeat the track until one window is full
-    DROP = "drop"  # yield no window
-    ERROR = "error"  # raise AudioError
-
-
 def encode(path: str | Path, y: np.ndarray, *, sr: int, bitrate: int = 128_000) -> Path:
     """Write a signal as a lossy file through FFmpeg (PyAV), the codec chosen by the extension (``.mp3``: LAME,
     constant ``bitrate`` bit/s). ``y``: mono ``(n,)`` or ``(n, channels)`` float in [-1, 1]. For test material and
@@ -442,58 +431,3 @@ def encode(path: str | Path, y: np.ndarray, *, sr: int, bitrate: int = 128_000) 
         for packet in stream.encode(None):
             out.mux(packet)
     return path
-
-
-def window_bounds(n_samples: int, *, sr: int, window_s: float, hop_s: float | None = None) -> np.ndarray:
-    """Start/stop sample indices of full windows, ``(n_windows, 2)``.
-
-    Windows start at 0 and every ``hop_s`` seconds (default: ``window_s``, no overlap); a tail
-    shorter than a window is not covered. A track shorter than one window gives zero rows.
-    """
-    length, hop = _window_samples(sr, window_s, hop_s)
-    if n_samples < length:
-        return np.zeros((0, 2), np.int64)
-    starts = np.arange(0, n_samples - length + 1, hop, dtype=np.int64)
-    return np.stack([starts, starts + length], axis=1)
-
-
-def _window_samples(sr: int, window_s: float, hop_s: float | None) -> tuple[int, int]:
-    hop_s = window_s if hop_s is None else hop_s
-    if window_s <= 0 or hop_s <= 0:
-        raise AudioError(f"window and hop must be positive seconds, got window={window_s}, hop={hop_s}")
-    return int(round(window_s * sr)), max(1, int(round(hop_s * sr)))
-
-
-def windows(
-    y: np.ndarray,
-    *,
-    sr: int,
-    window_s: float,
-    hop_s: float | None = None,
-    short: ShortPolicy | str = ShortPolicy.PAD,
-    path: str | Path | None = None,
-) -> np.ndarray:
-    """Cut a mono signal into windows of ``window_s`` seconds every ``hop_s`` seconds.
-
-    Returns ``(n_windows, round(window_s * sr))``, a read-only strided view where no padding is
-    needed. See :func:`window_bounds` for the placement and :class:`ShortPolicy` for short tracks.
-    """
-    if y.ndim != 1:
-        raise AudioError(f"windows() needs a mono signal, got shape {y.shape}", path=path)
-    short = ShortPolicy(short)
-    length, hop = _window_samples(sr, window_s, hop_s)
-    n = y.shape[0]
-    if n >= length:
-        count = (n - length) // hop + 1
-        return np.lib.stride_tricks.as_strided(
-            y, shape=(count, length), strides=(hop * y.strides[0], y.strides[0]), writeable=False
-        )
-    if short is ShortPolicy.ERROR or (n == 0 and short is not ShortPolicy.DROP):
-        raise AudioError(f"track is {n / sr:.2f} s, shorter than one {window_s} s window", path=path)
-    if short is ShortPolicy.DROP:
-        return np.zeros((0, length), y.dtype)
-    if short is ShortPolicy.LOOP:
-        return np.tile(y, math.ceil(length / n))[:length][None, :]
-    out = np.zeros((1, length), y.dtype)
-    out[0, :n] = y
-    return out

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from genrefusion.features import FEATURES, get_feature
-from genrefusion.features.spectral import frame_windows, log_mel, log_stft, mfcc, spectral_centroid, tempo
+from genrefusion.features.spectral import log_mel, log_stft, mfcc, spectral_centroid, tempo
 from genrefusion.features.summary import summary_gtzan_names, summary_rich_names
 from tests.conftest import SR, chirp, clicks, noise, tone
 
@@ -42,14 +42,6 @@ def test_mfcc_deltas_stack():
     y = noise(1.0)
     assert mfcc(y, sr=SR, deltas=0).shape[0] == 20
     assert mfcc(y, sr=SR, deltas=2, n_mfcc=13).shape[0] == 39
-
-
-def test_frame_windows_slice_stored_frames():
-    frames = np.arange(2 * 431, dtype=np.float32).reshape(2, 431)  # ~10 s at hop 512
-    w = frame_windows(frames, sr=SR, hop_length=512, window_s=3.0, hop_s=1.5)
-    per = round(3.0 * SR / 512)
-    assert w.shape[1:] == (2, per) and w.shape[0] == (431 - per) // round(1.5 * SR / 512) + 1
-    assert np.array_equal(w[1, 0], frames[0, round(1.5 * SR / 512):][:per])
 
 
 def test_summary_names_match_shapes():

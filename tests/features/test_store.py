@@ -33,7 +33,7 @@ def test_uncommitted_bytes_are_dropped_when_a_writer_reopens(tmp_path):
     w.put("lost", "1", np.arange(1000, dtype=np.float32))
     w._file.flush()  # bytes on disk, index row never committed: what a kill leaves behind
     w._file.close()
-    w._lock.close()  # a dead process's lock is released by the OS
+    w._lock.release()  # a dead process's lock is released by the OS
     assert (tmp_path / "f" / "packs" / "000000.pack").stat().st_size > committed_size
     with StoredFeature(tmp_path / "f").writer() as w2:
         assert (tmp_path / "f" / "packs" / "000000.pack").stat().st_size == committed_size

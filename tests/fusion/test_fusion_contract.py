@@ -12,7 +12,7 @@ import torch
 from genrefusion.bundle import objects_from_bytes, objects_to_bytes
 from genrefusion.errors import ModelError
 from genrefusion.fusion import FUSIONS, build_fusion
-from genrefusion.fusion.decision import CV_CS
+from genrefusion.models.estimators import CV_CS
 from tests.conftest import fit_steps
 
 N_CLASSES, N = 3, 30
@@ -125,7 +125,7 @@ def test_cross_validated_regularisation_is_chosen_on_the_fusion_tracks_only(name
     data = {n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}
     chosen = build_fusion(name, branches=TWO, n_classes=N_CLASSES).fit(data, y.numpy()).model[-1]
     assert type(chosen).__name__ == "LogisticRegression"  # the fitted model keeps what predicts, not the search
-    monkeypatch.setattr(decision, "_settled", lambda pipeline: pipeline)  # to look at the search itself
+    monkeypatch.setattr(decision, "settled", lambda pipeline: pipeline)  # to look at the search itself
     f = build_fusion(name, branches=TWO, n_classes=N_CLASSES).fit(data, y.numpy())  # C="cv" by default
     search = f.model[-1]
     assert search.best_params_["C"] == chosen.C

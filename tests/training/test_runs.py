@@ -14,7 +14,6 @@ from genrefusion.bundle import load_bundle
 from genrefusion.errors import ConfigError, GenreFusionError, SplitLeakError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.file_lock import exclusive
-from genrefusion.fusion import decision
 from genrefusion.training import fit as fit_module
 from genrefusion.training import protocols
 from genrefusion.training.data import TrackData, Windowing
@@ -72,8 +71,10 @@ def test_frozen_two_stage_never_shows_the_fusion_a_branch_track(synth_gtzan, syn
 
     monkeypatch.setattr(protocols, "fit_model", spy)
     grouped = []
-    real_folds = decision.inner_folds
-    monkeypatch.setattr(decision, "inner_folds", lambda y, **kw: grouped.append(kw["groups"]) or real_folds(y, **kw))
+    from genrefusion.models import estimators
+
+    real_folds = estimators.inner_folds
+    monkeypatch.setattr(estimators, "inner_folds", lambda y, **kw: grouped.append(kw["groups"]) or real_folds(y, **kw))
     cfg = make_config(synth_gtzan, synth_store, fusion={"strategy": strategy, "mode": "frozen"},
                       split={"fractions": {"branches": 0.4, "fusion": 0.4, "test": 0.2}},
                       protocol={"name": "two_stage"})

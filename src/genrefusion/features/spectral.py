@@ -120,17 +120,3 @@ def waveform(y: np.ndarray, *, sr: int, target_sr: int = 16000) -> np.ndarray:
     from genrefusion.audio import resample
 
     return _f32(resample(y, orig_sr=sr, target_sr=target_sr)[None, :])
-
-
-def frame_windows(frames: np.ndarray, *, sr: int, hop_length: int, window_s: float, hop_s: float | None = None) -> np.ndarray:
-    """Cut a ``(n_features, n_frames)`` matrix into windows of ``window_s`` seconds.
-
-    Returns ``(n_windows, n_features, frames_per_window)`` as a strided view. A stored track-level
-    spectrogram can so be windowed at 3, 5 or 10 s without recomputing it.
-    """
-    from genrefusion.audio import ShortPolicy, windows
-
-    per = int(round(window_s * sr / hop_length))
-    step = max(1, int(round((hop_s or window_s) * sr / hop_length)))
-    idx = windows(np.arange(frames.shape[1]), sr=1, window_s=per, hop_s=step, short=ShortPolicy.DROP)
-    return frames[:, idx].transpose(1, 0, 2) if len(idx) else np.zeros((0, frames.shape[0], per), frames.dtype)

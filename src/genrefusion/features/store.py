@@ -25,7 +25,6 @@ reclaims the old bytes.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -37,6 +36,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from genrefusion.errors import FeatureError
+from genrefusion.file_lock import Held, LockBusy
 
 PACK_BYTES = 1 << 30
 ALIGN = 64
@@ -187,17 +187,15 @@ class StoreWriter:
     def __init__(self, feature: StoredFeature, *, pack_bytes: int = PACK_BYTES, check: bool = True):
         self.feature = feature
         self.pack_bytes = pack_bytes
-        self._lock = open(feature.folder / ".lock", "a+")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
+            self._lock = Held(feature.folder / ".lock")
+        except LockBusy:
             raise FeatureError("another process is writing this feature store; wait for it or use another --store",
                                path=feature.folder) from None
         if check:  # a pack cut short would otherwise be appended to over bytes the index still points at
             damaged = feature.damaged()
             if damaged:
-                self._lock.close()
+                self._lock.release()
                 raise FeatureError(f"{len(damaged)} entries lie past the end of their pack (e.g. {damaged[0][0]!r}: "
                                    f"{damaged[0][1]}); nothing was written. Run `genrefusion store verify --repair` "
                                    "to forget them, then extract again", path=feature.folder)
@@ -294,9 +292,7 @@ class StoreWriter:
                 self._file.close()
             except OSError:  # the buffered tail could not be written (a full disk): uncommitted anyway
                 pass
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        self._lock.release()
 
     def __enter__(self) -> "StoreWriter":
         return self

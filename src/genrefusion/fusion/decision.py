@@ -13,15 +13,9 @@ import numpy as np
 
 from genrefusion.errors import ModelError
 from genrefusion.fusion.registry import register_fusion
-from genrefusion.splits import inner_folds
+from genrefusion.models.estimators import calibrated_svc, logistic_regression, settled, softmax
 
 Outputs = Mapping[str, Mapping[str, np.ndarray]]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class DecisionFusion:
@@ -140,41 +134,6 @@ class VoteFusion(DecisionFusion):
         return score / score.sum(1, keepdims=True)
 
 
-#: Inverse regularisation strengths tried when ``C="cv"``
-CV_CS = tuple(float(c) for c in np.logspace(-3, 2, 11))
-
-
-def _logistic_regression(C: float | str, y: np.ndarray, *, max_iter: int, seed: int = 0,
-                         groups: np.ndarray | None = None):
-    """A logistic regression; ``C="cv"`` picks C from :data:`CV_CS` by stratified inner folds (up to 5)
-    of the rows it is fitted on (the fusion tracks' windows: never test), by log-loss; a track's
-    windows (``groups``) stay in one fold."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
-
-    if C != "cv":
-        if isinstance(C, str):
-            raise ModelError(f"C must be a number or 'cv', got {C!r}")
-        return LogisticRegression(C=C, max_iter=max_iter)
-    y = np.asarray(y)
-    tracks = np.arange(len(y)) if groups is None else np.asarray(groups)
-    if not len(y) or min(len(np.unique(tracks[y == c])) for c in np.unique(y)) < 2:
-        raise ModelError("C='cv' needs at least two tracks of every class among the fusion tracks")
-    return GridSearchCV(LogisticRegression(max_iter=max_iter), {"C": list(CV_CS)}, scoring="neg_log_loss",
-                        cv=inner_folds(y, groups=groups, seed=seed))
-
-
-def _settled(pipeline):
-    """A fitted pipeline whose last step, if a grid search, is replaced by the estimator it chose: that is what
-    predicts, and a bundle then keeps fitted arrays, not the search's scorer and folds."""
-    from sklearn.model_selection import GridSearchCV
-
-    name, last = pipeline.steps[-1]
-    if isinstance(last, GridSearchCV):
-        pipeline.steps[-1] = (name, last.best_estimator_)
-    return pipeline
-
-
 @register_fusion("stacking", kind="decision")
 class StackingFusion(DecisionFusion):
     """Stacking: a logistic regression on the branches' concatenated, standardised log-probabilities;
@@ -187,7 +146,7 @@ class StackingFusion(DecisionFusion):
 
     def __init__(self, *, branches, n_classes: int, C: float | str = "cv", seed: int = 0):
         super().__init__(branches=branches, n_classes=n_classes)
-        _logistic_regression(C, np.arange(2).repeat(2), max_iter=1)  # a bad C fails before any training
+        logistic_regression(C, np.arange(2).repeat(2), max_iter=1)  # a bad C fails before any training
         self.C, self.seed, self.model = C, seed, None
 
     def _x(self, outputs):
@@ -198,7 +157,7 @@ class StackingFusion(DecisionFusion):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.model = _settled(make_pipeline(StandardScaler(), _logistic_regression(
+        self.model = settled(make_pipeline(StandardScaler(), logistic_regression(
             self.C, y, max_iter=2000, seed=self.seed, groups=groups)).fit(self._x(outputs), y))
         return self
 
@@ -213,12 +172,10 @@ class StackingFusion(DecisionFusion):
 def _hierarchical_classifier(name: str, C: float | str, seed: int, y: np.ndarray, groups: np.ndarray | None = None):
     from sklearn.neural_network import MLPClassifier
 
-    from genrefusion.models.classical import calibrated_svc
-
     if C == "cv" and name != "logreg":
         raise ModelError(f"hierarchical fusion: C='cv' is for the logreg classifier, not {name!r}")
     makers = {
-        "logreg": lambda: _logistic_regression(C, y, max_iter=3000, seed=seed, groups=groups),
+        "logreg": lambda: logistic_regression(C, y, max_iter=3000, seed=seed, groups=groups),
         "svm": lambda: calibrated_svc(C=C, seed=seed, y=y, groups=groups),
         "mlp": lambda: MLPClassifier((256,), alpha=1.0 / C, max_iter=500, early_stopping=False, random_state=seed),
     }
@@ -249,7 +206,7 @@ class HierarchicalFusion(DecisionFusion):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.model = _settled(make_pipeline(VarianceThreshold(0.0), StandardScaler(),
+        self.model = settled(make_pipeline(VarianceThreshold(0.0), StandardScaler(),
                                             _hierarchical_classifier(self.classifier, self.C, self.seed, y, groups)
                                             ).fit(self._x(outputs), y))
         return self

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from genrefusion.errors import ModelError
 from genrefusion.fusion.registry import build_fusion, get_fusion
+from genrefusion.models.estimators import softmax
 from genrefusion.models.layers import resize_height
 from genrefusion.models.registry import build_branch, get_branch
 
@@ -217,7 +218,7 @@ class FusionModel(nn.Module):
     def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Fused ``(N, C)`` probabilities and each branch's own, from one forward pass."""
         out = _in_eval_mode(self)(x)
-        return _softmax(out["logits"]), {n: _softmax(o["logits"]) for n, o in out["branches"].items()}
+        return softmax(out["logits"]), {n: softmax(o["logits"]) for n, o in out["branches"].items()}
 
     def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:
         return self.predict(x)[0]
@@ -255,10 +256,6 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
-def _softmax(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits.double(), dim=1).numpy()
-
-
 class FrozenFusion:
     """Two-stage model: each branch trained alone (a one-branch :class:`FusionModel`, or a classical
     branch on a vector input), then ``fusion`` fitted on their outputs for other tracks.
@@ -286,11 +283,11 @@ class FrozenFusion:
     def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Fused ``(N, C)`` probabilities and each branch's own."""
         outs = self.branch_outputs(x)
-        alone = {n: _softmax(o["logits"]) for n, o in outs.items()}
+        alone = {n: softmax(o["logits"]) for n, o in outs.items()}
         if self.fusion is None:  # a single branch decides
             return next(iter(alone.values())), alone
         if self.fusion_kind == "neural":
-            return _softmax(_in_eval_mode(self.fusion)(outs)["logits"]), alone
+            return softmax(_in_eval_mode(self.fusion)(outs)["logits"]), alone
         return self.fusion.predict_proba({n: {k: v.numpy() for k, v in o.items()} for n, o in outs.items()}), alone
 
     def predict_proba(self, x: Mapping[str, torch.Tensor]) -> np.ndarray:

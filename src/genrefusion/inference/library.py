@@ -18,7 +18,6 @@ the shards are one table with the newest row of each path.
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +29,7 @@ from typing import Callable, Iterator, Protocol
 
 from genrefusion.audio import Skipped, path_problem, scan_audio
 from genrefusion.errors import GenreFusionError, UsageError, disk_full
+from genrefusion.file_lock import Held, LockBusy
 from genrefusion.inference.predictor import predict_files, resolve_bundle
 
 SCHEMA = """
@@ -104,17 +104,13 @@ class Results(Protocol):
     def close(self) -> None: ...
 
 
-def _hold(lock_path: Path, what: str, option: str):
-    """An exclusive lock on ``lock_path`` for this run, or the error that another run holds it."""
-    handle = open(lock_path, "a")
+def _hold(lock_path: Path, what: str, option: str, where: Path) -> Held:
+    """An exclusive lock on ``lock_path`` for this run, or the error (naming ``where``) that another run holds it."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+        return Held(lock_path)
+    except LockBusy:
         raise GenreFusionError(f"another `genrefusion tag` is using this {what}; wait for it to finish, "
-                               f"or pass another {option}", path=lock_path.parent if what == "folder" else
-                               lock_path.with_name(lock_path.name.removesuffix(".lock"))) from None
-    return handle
+                               f"or pass another {option}", path=where) from None
 
 
 def _row(path: str, model: str, prediction, error: str | None) -> tuple:
@@ -156,14 +152,14 @@ class LibraryDB:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _hold(self.path.with_name(self.path.name + ".lock"), "database", "--db")
+        self._lock = _hold(self.path.with_name(self.path.name + ".lock"), "database", "--db", self.path)
         self.conn = sqlite3.connect(str(self.path))
         self.conn.execute(SCHEMA)
         self.conn.commit()
 
     def close(self) -> None:
         self.conn.close()
-        self._lock.close()
+        self._lock.release()
 
     def __enter__(self) -> "LibraryDB":
         return self
@@ -226,7 +222,7 @@ class ShardStore:
         self._lock = None
         if lock:  # a reader (``lock=False``) neither creates nor holds the folder
             self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = _hold(self.path / ".lock", "folder", "--shards")
+            self._lock = _hold(self.path / ".lock", "folder", "--shards", self.path)
         self.schema = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
                                  ("model", pa.string()), ("status", pa.string()), ("genre", pa.string()),
                                  ("probabilities", pa.string()), ("duration_s", pa.float64()),
@@ -240,7 +236,7 @@ class ShardStore:
 
     def close(self) -> None:
         if self._lock is not None:
-            self._lock.close()
+            self._lock.release()
 
     def __enter__(self) -> "ShardStore":
         return self

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from genrefusion.errors import ModelError
-from genrefusion.fusion.model import FusionModel, _softmax
+from genrefusion.fusion.model import FusionModel
+from genrefusion.models.estimators import softmax
 
 OPSET = 17
 
@@ -150,7 +151,7 @@ class OnnxNetwork:
 
     def predict(self, x: Mapping[str, torch.Tensor]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         out = self(x)
-        return _softmax(out["logits"]), {n: _softmax(o["logits"]) for n, o in out["branches"].items()}
+        return softmax(out["logits"]), {n: softmax(o["logits"]) for n, o in out["branches"].items()}
 
 
 class OnnxModel:

@@ -11,9 +11,8 @@ import numpy as np
 import torch
 
 from genrefusion.errors import ModelError
-from genrefusion.fusion.decision import softmax
+from genrefusion.models.estimators import calibrated_svc, softmax
 from genrefusion.models.registry import register_branch
-from genrefusion.splits import inner_folds
 
 
 class ClassicalBranch:
@@ -139,18 +138,6 @@ class LogisticRegressionBranch(ClassicalBranch):
         self.__dict__.update(state)
         if getattr(self, "linear", None) is None and self.pipeline is not None:  # saved before the numpy form
             self._keep_linear()
-
-
-def calibrated_svc(*, C: float, y: np.ndarray, kernel: str = "rbf", gamma: str | float = "scale", seed: int = 0,
-                   groups: np.ndarray | None = None):
-    """An SVC with Platt-scaled probabilities (scikit-learn's replacement for ``probability=True``),
-    calibrated by up to 5-fold cross-validation (fewer folds where a class has fewer examples), each
-    track's rows (``groups``, (N,)) in one fold."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.svm import SVC
-
-    return CalibratedClassifierCV(SVC(C=C, kernel=kernel, gamma=gamma, random_state=seed), method="sigmoid",
-                                  ensemble=False, cv=inner_folds(y, groups=groups, seed=seed))
 
 
 @register_branch("svm", input="vector", family="classical")

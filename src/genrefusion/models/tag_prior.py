@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from genrefusion.errors import ModelError
-from genrefusion.fusion.decision import softmax
+from genrefusion.models.estimators import softmax
 from genrefusion.models.classical import ClassicalBranch
 from genrefusion.models.registry import register_branch
 from genrefusion.pretrained import tag_genres
