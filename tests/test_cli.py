@@ -55,3 +55,23 @@ def test_splits_make_and_listing(tmp_path, capsys):
     assert main(["splits", "make", str(root), "--fractions", "a=0.5,b=0.5", "--out", str(out)]) == EXIT_OK
     assert main(["features", "list"]) == EXIT_OK and "summary_gtzan" in capsys.readouterr().out
     assert main(["datasets", "kinds"]) == EXIT_OK
+
+
+def test_command_names_a_newcomer_cannot_confuse_and_the_old_ones_still_work(capsys):
+    assert main(["--help"]) == EXIT_OK
+    listed = {line.split()[0] for line in capsys.readouterr().out.split("Commands:")[1].splitlines() if line.strip()}
+    assert {"musicnn-tags", "tag", "model", "architectures"} <= listed
+    assert not {"tags", "models"} & listed  # an earlier release's names: hidden, not gone
+    assert main(["models", "list"]) == EXIT_OK and "fusion strategies" in capsys.readouterr().out
+    assert main(["tags", "--help"]) == EXIT_OK and "--tagger" in capsys.readouterr().out
+
+
+def test_help_shows_flags_as_flags_and_lists_by_their_items(capsys):
+    import re
+
+    for command in (["predict"], ["tag"], ["train"], ["extract"], ["benchmark"], ["model", "info"]):
+        assert main([*command, "--help"]) == EXIT_OK
+        text = capsys.readouterr().out
+        assert not re.search(r"--[\w-]+ <bool>", text), text  # a flag takes no value
+        assert "--set <list" not in text and "--rerun <list" not in text
+    assert main(["train", "--help"]) == EXIT_OK and "--set KEY=VALUE" in capsys.readouterr().out

@@ -25,17 +25,19 @@ from genrefusion.errors import FeatureError, GenreFusionError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
-app = typer.Typer(help="genrefusion: music genre classification by multi-modal fusion.", no_args_is_help=True,
+app = typer.Typer(help="genrefusion: music genre classification by multi-modal fusion.", no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False, add_completion=False)
-datasets_app = typer.Typer(help="Inspect and check datasets.", no_args_is_help=True)
-features_app = typer.Typer(help="The registered features.", no_args_is_help=True)
-splits_app = typer.Typer(help="Make leak-checked splits.", no_args_is_help=True)
-store_app = typer.Typer(help="Inspect a feature store.", no_args_is_help=True)
-models_app = typer.Typer(help="The registered branch models and fusion strategies.", no_args_is_help=True)
-recipes_app = typer.Typer(help="The shipped run configs (published systems).", no_args_is_help=True)
-model_app = typer.Typer(help="The model that predict, tag and serve use.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Inspect and check datasets.", no_args_is_help=True, rich_markup_mode=None)
+features_app = typer.Typer(help="The registered features.", no_args_is_help=True, rich_markup_mode=None)
+splits_app = typer.Typer(help="Make leak-checked splits.", no_args_is_help=True, rich_markup_mode=None)
+store_app = typer.Typer(help="Inspect a feature store.", no_args_is_help=True, rich_markup_mode=None)
+models_app = typer.Typer(help="The registered branch architectures and fusion strategies (what a config can name).", no_args_is_help=True, rich_markup_mode=None)
+recipes_app = typer.Typer(help="The shipped run configs (published systems).", no_args_is_help=True, rich_markup_mode=None)
+model_app = typer.Typer(help="The model that predict, tag and serve use.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(model_app, name="model")
-app.add_typer(models_app, name="models")
+app.add_typer(models_app, name="architectures")
+# names of an earlier release, kept for one more release: hidden from --help, still working
+app.add_typer(models_app, name="models", hidden=True)
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(features_app, name="features")
@@ -195,7 +197,8 @@ def extract_cmd(dataset: Path = typer.Argument(..., help="Dataset folder, manife
                 features: Optional[str] = typer.Option(None, "--features", help="Comma-separated names (see "
                                                        "`genrefusion features list`); default: the default set for "
                                                        "the dataset's inputs."),
-                sets: list[str] = typer.Option([], "--set", help="Feature parameter, FEATURE.PARAM=VALUE; repeatable."),
+                sets: list[str] = typer.Option([], "--set", metavar="FEATURE.PARAM=VALUE",
+                                               help="Feature parameter; repeatable."),
                 store: Path = typer.Option(Path("store"), "--store", help="Feature store folder."),
                 workers: Optional[int] = typer.Option(None, "--workers", min=0, help=WORKERS_HELP + " Default 1; 0: "
                                                       "in this process."),
@@ -365,7 +368,7 @@ def _log(msg: str) -> None:
 
 @app.command("train")
 def train_cmd(config: str = typer.Argument(..., help="Run config (YAML or TOML), or a shipped recipe's name."),
-              sets: list[str] = typer.Option([], "--set", help="Override, KEY=VALUE with a dotted key "
+              sets: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override, with a dotted key "
                                              "(e.g. train.epochs=3); repeatable."),
               run_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<name>. An "
                                                      "interrupted run in the same folder resumes.")):
@@ -408,7 +411,7 @@ def evaluate_cmd(run: Path = typer.Argument(..., help="A run folder (with bundle
                  data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on every track of this dataset "
                                                      "instead of the run's test tracks."),
                  kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
-                 inputs: list[str] = typer.Option([], "--input", help="NAME=FEATURE: compute input NAME with another "
+                 inputs: list[str] = typer.Option([], "--input", metavar="NAME=FEATURE", help="Compute input NAME with another "
                                                   "feature giving the same array (e.g. image=mel_image to apply a model "
                                                   "trained on spectrogram PNGs to audio); repeatable.")):
     """Re-evaluate a trained run's model (test part, or another dataset)."""
@@ -429,7 +432,7 @@ def evaluate_cmd(run: Path = typer.Argument(..., help="A run folder (with bundle
 
 
 @app.command("compare")
-def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
+def compare_cmd(runs: list[Path] = typer.Argument(..., metavar="RUN", help="Run folders."),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                 markdown: bool = typer.Option(False, "--markdown", help="Print a markdown table.")):
     """A table of test results across runs (mean ± std over seeds, repeats or folds)."""
@@ -455,7 +458,8 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
 
 
 @app.command("benchmark")
-def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (default: all; see --list)."),
+def benchmark_cmd(suites: list[str] = typer.Argument(None, metavar="SUITE",
+                                                   help="Suites to run (default: all; see --list)."),
                   quick: bool = typer.Option(False, "--quick", help="One seed, two epochs: proves the code runs."),
                   data: Optional[Path] = typer.Option(None, "--data", help="Root of the shared data (default: the "
                                                       "recipes' data_root in recipes/defaults.yaml)."),
@@ -465,7 +469,7 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
                   seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds per model on fixed splits (full mode)."),
                   resume: bool = typer.Option(False, "--resume", help="Keep the entries an earlier run of the same "
                                               "suite, mode and --seeds finished (in the report's results.json); run the rest."),
-                  rerun: Optional[list[str]] = typer.Option(None, "--rerun", help="With --resume: run again the entries "
+                  rerun: Optional[list[str]] = typer.Option(None, "--rerun", metavar="TEXT", help="With --resume: run again the entries "
                                                             "whose label contains this text (repeatable), e.g. after a fix."),
                   engine: str = typer.Option("local", "--engine", help="local (entries one after another) or ray "
                                              "(the training suites' entries as Ray tasks; needs .[ray])."),
@@ -492,16 +496,19 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, help="Suites to run (
     out.print(f"wrote {path}", highlight=False)
 
 
-@app.command("tags")
-def tags_cmd(paths: list[Path] = typer.Argument(..., help="Audio files."),
-             model: str = typer.Option("msd-musicnn", "--model", help="msd-musicnn, mtt-musicnn, msd-vgg or mtt-vgg."),
+@app.command("musicnn-tags")
+def tags_cmd(paths: list[Path] = typer.Argument(..., metavar="AUDIO", help="Audio files."),
+             tagger: str = typer.Option("msd-musicnn", "--tagger", help="msd-musicnn, mtt-musicnn, msd-vgg or mtt-vgg."),
              top: int = typer.Option(5, "--top", min=1, help="Tags shown per file (text format)."),
-             fmt: str = typer.Option("text", "--format", help="text or json (every tag's probability).")):
-    """musicnn tag probabilities of audio files (50 MSD or MagnaTagATune tags), averaged over 3 s patches."""
+             fmt: str = typer.Option("text", "--format", help="text or json (every tag's probability)."),
+             old_model: Optional[str] = typer.Option(None, "--model", hidden=True, help="Old name of --tagger.")):
+    """musicnn tag probabilities of audio files (50 MSD or MagnaTagATune tags), averaged over 3 s patches (what a
+    pretrained tagger hears; for genres, `predict`; for a whole library, `tag`)."""
     from genrefusion.pretrained.musicnn import MODELS, tag_file
 
+    model = old_model or tagger
     if model not in MODELS:
-        raise UsageError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+        raise UsageError(f"--tagger must be one of {', '.join(MODELS)}, got {model!r}")
     if fmt not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {fmt!r}")
     results, failed = [], []
@@ -526,6 +533,10 @@ PROFILE_HELP = ("The shipped model's profile: fast (the default; fewer 3 s patch
                 "(two taggers, more patches).")
 BACKEND_HELP = "torch, or onnx (needs `genrefusion export --onnx` on the bundle first)."
 FORMATS = ("text", "json", "jsonl", "csv")
+
+
+
+app.command("tags", hidden=True)(tags_cmd)  # its name in an earlier release, next to `tag`
 
 
 @model_app.command("info")
@@ -596,7 +607,8 @@ def _bar(p: float, width: int = 30) -> str:
 
 
 @app.command("predict")
-def predict_cmd(paths: list[str] = typer.Argument(..., help="Audio files, folders (recursive) or globs."),
+def predict_cmd(paths: list[str] = typer.Argument(..., metavar="AUDIO",
+                                                 help="Audio files, folders (recursive) or globs."),
                 model: Optional[Path] = typer.Option(None, "--model", help=MODEL_HELP),
                 profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
                 top: int = typer.Option(3, "--top", min=1, help="Genres shown per file."),
