@@ -177,3 +177,34 @@ def test_extract_stopped_at_a_random_moment_resumes_to_the_clean_run(tmp_path, s
     got, want = _arrays(tmp_path / "s", ids), _arrays(tmp_path / "clean", ids)
     assert got.keys() == want.keys() and all(
         all(np.array_equal(g, w) for g, w in zip(got[k], want[k])) for k in want)
+
+
+def test_a_training_run_waits_for_another_writer_of_its_feature_and_takes_what_it_stored(genre_tree, tmp_path):
+    """Runs sharing a store (benchmark entries on Ray) extract the same feature at once: one writes, the other
+    waits for it and computes nothing; `genrefusion extract` itself still refuses a second writer."""
+    import threading
+
+    from genrefusion.datasets import open_dataset
+    from genrefusion.errors import FeatureError
+    from genrefusion.features.extract import ExtractConfig, extract
+    from genrefusion.features.store import FeatureStore
+
+    ds = open_dataset(genre_tree)
+    store = FeatureStore(tmp_path / "store")
+    config = ExtractConfig(features=["rms"], workers=0)
+    first = extract(ds, store, config)  # the feature exists; now hold its writer as another process would
+    key = first.features["rms"]
+    held = store.feature(key).writer()
+    with pytest.raises(FeatureError, match="another process is writing"):
+        extract(ds, store, config)
+    result = {}
+    waiting = threading.Thread(target=lambda: result.update(
+        report=extract(ds, FeatureStore(tmp_path / "store"), ExtractConfig(features=["rms"], workers=0,
+                                                                         wait_for_writers=True))))
+    waiting.start()
+    waiting.join(1.0)
+    assert waiting.is_alive()  # waiting for the writer, not failing
+    held.close()
+    waiting.join(30)
+    assert result["report"].n_computed == 0 and result["report"].n_up_to_date == len(ds)
+    store.close()

@@ -51,6 +51,9 @@ class ExtractConfig:
     workers: int | None = 1  # worker processes (Ray actors; None: one per CPU); 0 computes in this process
     engine: str = "local"  # "local" worker processes or "ray" actors (not part of any store key)
     address: str | None = None  # the Ray cluster (None: a local Ray)
+    # another process writing the same feature: wait for it and take what it stored (runs that share a store, e.g.
+    # benchmark entries on Ray), instead of refusing (``genrefusion extract``: the user's own second command)
+    wait_for_writers: bool = False
 
 
 @dataclass
@@ -213,12 +216,18 @@ def extract(dataset: Dataset, store: FeatureStore, config: ExtractConfig, *, run
     stored = {j.key: store.feature(j.key, {"feature": j.name, "version": j.spec.version, "params": j.params,
                                            "source": _source(j.spec.input, config, dataset), "shape": j.spec.shape})
               for j in jobs}
-    tasks, n_up_to_date = _plan_tasks(dataset, store, config, jobs, stored)
+    # the writers first: planned after, the tasks leave out what a writer we waited for has stored
+    writers = {key: f.writer(wait=config.wait_for_writers) for key, f in stored.items()}
+    try:
+        tasks, n_up_to_date = _plan_tasks(dataset, store, config, jobs, stored)
+    except BaseException:
+        for w in writers.values():
+            w.abandon()
+        raise
     total = n_up_to_date + len(tasks)
     failures: list[Failure] = []
     cut: list[str] = []
     log = RunLog(Path(run_dir), config, dataset, store) if run_dir is not None else None
-    writers = {key: f.writer() for key, f in stored.items()}
     done = n_up_to_date
     n_computed = 0
     n_bytes = 0

@@ -163,8 +163,9 @@ class StoredFeature:
             raise FeatureError(f"{self.key}: arrays differ in shape ({sorted(shapes)[:3]}); read them one by one")
         return np.stack(arrays) if arrays else np.zeros((0,))
 
-    def writer(self, *, check: bool = True) -> "StoreWriter":
-        return StoreWriter(self, check=check)
+    def writer(self, *, check: bool = True, wait: bool = False) -> "StoreWriter":
+        """The feature's single writer; ``wait``: for another process's writer to finish, instead of refusing."""
+        return StoreWriter(self, check=check, wait=wait)
 
     def stats(self) -> dict:
         live = self._con.execute("SELECT COALESCE(SUM(nbytes), 0) FROM entries").fetchone()[0]
@@ -184,11 +185,12 @@ class StoredFeature:
 class StoreWriter:
     """The single writer of a :class:`StoredFeature` (exclusive lock): ``put`` then ``commit``."""
 
-    def __init__(self, feature: StoredFeature, *, pack_bytes: int = PACK_BYTES, check: bool = True):
+    def __init__(self, feature: StoredFeature, *, pack_bytes: int = PACK_BYTES, check: bool = True,
+                 wait: bool = False):
         self.feature = feature
         self.pack_bytes = pack_bytes
         try:
-            self._lock = Held(feature.folder / ".lock")
+            self._lock = Held(feature.folder / ".lock", wait=wait)
         except LockBusy:
             raise FeatureError("another process is writing this feature store; wait for it or use another --store",
                                path=feature.folder) from None

@@ -115,7 +115,8 @@ def load_track_data(cfg: RunConfig, dataset: Dataset, *, store: FeatureStore | N
             # (spectrograms; a pretrained network's pass, whose tags and embeddings are different features)
             params = {cfg.inputs[names[0]].feature: dict(cfg.inputs[names[0]].params) for names in round_}
             report = extract(dataset, store, ExtractConfig(features=list(params), params=params, sr=cfg.data.sr,
-                                                           duration=cfg.data.duration, workers=cfg.data.workers),
+                                                           duration=cfg.data.duration, workers=cfg.data.workers,
+                                                           wait_for_writers=True),
                              on_progress=on_progress)
             problems += [f"{f.track_id}: {f.feature}: {f.reason}" for f in report.failures]
             for names in round_:
