@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genrefusion.benchmarks import run as run_mod
@@ -43,11 +44,12 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
     acc = results["suites"]["synth"]["entries"][0]["accuracy"]
     assert len(acc["values"]) == 2  # two seeds on the fixed split
     assert "| train s |" in text.replace(" | wall s", "")  # the recorded training time of each entry
-    entry = results["suites"]["synth"]["entries"][0]  # its confusion matrix over both seeds' test tracks
+    entry = results["suites"]["synth"]["entries"][0]  # its confusion matrix: each test track once (2 seeds, 1 split)
     assert entry["run_dir"] == f"synth/{Path(entry['run_dir']).name}"  # relative to --runs: no machine path
     metrics = json.loads((tmp_path / "runs" / entry["run_dir"] / "metrics.json").read_text())
     assert entry["confusion"]["labels"] == metrics["labels"]
-    assert sum(map(sum, entry["confusion"]["counts"])) == sum(e["n_test"] for e in metrics["evaluations"]) > 0
+    assert sum(map(sum, entry["confusion"]["counts"])) == metrics["evaluations"][0]["n_test"] > 0
+    assert "±" not in text.split("| logistic regression |")[1].split("|")[1]  # the same for both seeds: no ± 0.0
     assert "![confusion](benchmarks/synth-best-confusion.png)" in text
 
     # Another suite run later joins the file; the first keeps its results and the line naming its command, and its
@@ -282,3 +284,41 @@ def test_the_report_keeps_no_machine_paths():
     section = stored["suites"]["s"]
     assert section["provenance"]["command"] == "x --runs <runs>" and section["entries"][0]["run_dir"] == "s/entry-1"
     assert section["kept_from"] == ["`x --store <store>`", {"command": "y --data=<data>"}]
+
+
+def test_a_suite_opens_with_its_answer_the_gain_of_fusion_with_a_paired_interval(synth_gtzan, synth_store, tmp_path,  # noqa: F811
+                                                                                monkeypatch):
+    base = {"data": {"path": synth_gtzan.name, "workers": 0}, "inputs": {"table": {"feature": "table_row"}},
+            "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}}}
+    lr = {"model": "logreg", "inputs": ["table"], "args": {"C": 0.01}}
+    mlp = {"model": "mlp", "inputs": ["table"], "args": {"width": 8}}
+    monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", (
+        Entry("weak logistic regression", {**base, "branches": {"lr": lr}}),
+        Entry("mlp", {**base, "branches": {"mlp": mlp}, "train": {"epochs": 3}}),
+        Entry("fusion: mean", {**base, "branches": {"lr": lr, "mlp": mlp}, "fusion": {"strategy": "mean", "mode": "frozen"},
+                               "train": {"epochs": 3}}))))
+    text = benchmark(["synth"], data_root=str(synth_gtzan.parent), out=tmp_path / "BENCHMARKS.md", runs_dir=tmp_path / "r",
+                     quick=False, seeds=2, store=str(synth_store), log=lambda m: None).read_text()
+    entries = json.loads((tmp_path / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"]
+    by = {e["label"]: e for e in entries}
+    n_test = len(by["mlp"]["tracks"])
+    assert n_test == len(by["fusion: mean"]["tracks"]) > 0 and set(by["mlp"]["tracks"]) == set(by["fusion: mean"]["tracks"])
+    section = text.split("## Synthetic (`synth`)")[1]
+    head, row = section.strip().splitlines()[0], section.strip().splitlines()[2]  # the section opens with its answer
+    assert head.startswith("| best single branch | best fusion | gain, points (95 % CI) | test tracks |")
+    best_single = max(("weak logistic regression", "mlp"), key=lambda k: by[k]["accuracy"]["mean"])
+    assert row.startswith(f"| {best_single} (") and "| fusion: mean (" in row and f"| {n_test} |" in row
+    gain, low, high = (float(x) for x in re.findall(r"[+-]\d+\.\d", row.split("|")[3]))
+    expected = 100 * (np.mean(list(by["fusion: mean"]["tracks"].values())) - np.mean(list(by[best_single]["tracks"].values())))
+    assert gain == pytest.approx(expected, abs=0.051) and low <= gain <= high
+
+
+def test_paired_bootstrap_interval():
+    from genrefusion.evaluation.metrics import paired_bootstrap
+
+    a = {f"t{i}": float(i % 4 != 0) for i in range(200)}  # right on 75 %
+    b = {f"t{i}": float(i % 2 == 0) for i in range(200)}  # right on 50 %, on other tracks in part
+    gain, low, high, n = paired_bootstrap(a, b)
+    assert n == 200 and gain == pytest.approx(0.25) and 0.1 < low < 0.25 < high < 0.4
+    assert paired_bootstrap(a, b) == paired_bootstrap(a, b)  # seeded
+    assert paired_bootstrap(a, a)[:3] == (0.0, 0.0, 0.0)

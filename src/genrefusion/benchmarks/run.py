@@ -55,6 +55,9 @@ class EntryResult:
     # (None in results.json files written before it was stored)
     confusion: dict | None = None
     measures: dict = field(default_factory=dict)  # numbers the suite's summary reads (its after_run's MEASURES)
+    # each test track's accuracy over the evaluations that tested it (0 or 1 for one; a share over seeds): what the
+    # suite's summary compares entries on, track by track (None in results.json files written before)
+    tracks: dict[str, float] | None = None
 
 
 @dataclass
@@ -98,8 +101,9 @@ def run_entry(suite: Suite, entry, *, data_root: str, out_dir: Path, quick: bool
                       log=lambda msg: log(f"  {msg}")).metrics
         extra = suite.after_run(entry, run_dir, data_root, lambda msg: log(f"  {msg}")) if suite.after_run else {}
         numbers = extra.pop(MEASURES, {})
-        return measured(m["summary"], extra, confusion={"labels": m["labels"], "counts": m["confusion"]},
-                        measures=numbers)
+        tracks, counts = per_track(run_dir / "predictions.csv", m["labels"])
+        return measured(m["summary"], extra, confusion={"labels": m["labels"], "counts": counts}, measures=numbers,
+                        tracks=tracks)
     except RunStopped as stop:
         stop.entry = measured(summarize(stop.finished), {}, stopped=stop.progress) if stop.finished else None
         raise
@@ -108,6 +112,26 @@ def run_entry(suite: Suite, entry, *, data_root: str, out_dir: Path, quick: bool
         (run_dir).mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
         return failed(suite, entry, time.perf_counter() - t1, f"{type(err).__name__}: {err}", cells)
+
+
+def per_track(predictions: Path, labels: list[str]) -> tuple[dict[str, float], list[list[float]]]:
+    """From a run's ``predictions.csv``: each test track's accuracy over the evaluations that tested it, and the
+    confusion matrix (true x predicted) counting each test track once (a track tested under 5 seeds adds 1/5
+    from each)."""
+    import csv
+
+    with open(predictions, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    times: dict[str, int] = {}
+    for r in rows:
+        times[r["track_id"]] = times.get(r["track_id"], 0) + 1
+    right: dict[str, float] = {}
+    counts = [[0.0] * len(labels) for _ in labels]
+    for r in rows:
+        share = 1 / times[r["track_id"]]
+        right[r["track_id"]] = right.get(r["track_id"], 0.0) + share * (r["genre"] == r["predicted"])
+        counts[labels.index(r["genre"])][labels.index(r["predicted"])] += share
+    return right, [[round(c, 3) for c in row] for row in counts]
 
 
 def failed(suite: Suite, entry, seconds: float, error: str, cells: dict | None = None) -> EntryResult:
@@ -177,9 +201,45 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
 
 
 def _pct(d: dict | None) -> str:
+    """A mean in %, with its spread where the seeds, repeats or folds differ (a model that gives the same result
+    for every seed gets no ± 0.0)."""
     if not d:
         return "—"
-    return f"{100 * d['mean']:.1f}" + (f" ± {100 * d['std']:.1f}" if len(d["values"]) > 1 else "")
+    return f"{100 * d['mean']:.1f}" + (f" ± {100 * d['std']:.1f}" if len(d["values"]) > 1 and d["std"] > 0 else "")
+
+
+def _fuses(suite: Suite, label: str) -> bool:
+    """Whether the suite's entry ``label`` fuses several branches (else it is one branch alone)."""
+    config = next(e.config for e in suite.entries if e.label == label)
+    return bool(config.get("fusion")) or len(config.get("branches", {})) > 1
+
+
+def summary_markdown(res: SuiteResult) -> list[str]:
+    """The suite's answer in one table: its best single branch, its best fusion, the gain with a 95 % paired
+    bootstrap interval over the test tracks both were tested on, and the protocol."""
+    ok = [e for e in res.entries if e.ok and not e.stopped and e.accuracy]
+    singles = [e for e in ok if not _fuses(res.suite, e.label)]
+    fusions = [e for e in ok if _fuses(res.suite, e.label)]
+    if not singles or not fusions:
+        return []
+    single = max(singles, key=lambda e: e.accuracy["mean"])
+    fusion = max(fusions, key=lambda e: e.accuracy["mean"])
+    head = ["best single branch", "best fusion", "gain, points (95 % CI)", "test tracks", "protocol"]
+    if single.tracks and fusion.tracks:
+        from genrefusion.evaluation.metrics import paired_bootstrap
+
+        gain, low, high, n = paired_bootstrap(fusion.tracks, single.tracks)
+        gain_cell, n_cell = f"**{100 * gain:+.1f}** [{100 * low:+.1f}, {100 * high:+.1f}]", str(n)
+    else:  # a section of results.json written before each test track's result was kept
+        gain_cell = f"{100 * (fusion.accuracy['mean'] - single.accuracy['mean']):+.1f} (no interval: re-run both)"
+        n_cell = "—"
+    row = [f"{single.label} ({_pct(single.accuracy)} %)", f"{fusion.label} ({_pct(fusion.accuracy)} %)", gain_cell,
+           n_cell, res.suite.protocol]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |", "",
+            "Gain: the best fusion's track accuracy minus the best single branch's, on the test tracks both were "
+            "tested on (each track's accuracy averaged over seeds, repeats or folds); the interval is a paired "
+            "bootstrap over those tracks (2 000 resamples). Below, every entry; accuracy and macro-F1 are track-level "
+            "test figures in %, mean ± std over seeds, repeats or folds (no ± where every one gave the same).", ""]
 
 
 def plot_suite(res: SuiteResult, path: Path) -> Path:
@@ -447,7 +507,9 @@ def _best(res: SuiteResult) -> EntryResult | None:
 
 def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[str]:
     s = res.suite
-    lines = [f"## {s.title} (`{s.name}`)", "", prov.line(seeded=s.seeded), ""]
+    lines = [f"## {s.title} (`{s.name}`)", ""]
+    lines += summary_markdown(res)
+    lines += [prov.line(seeded=s.seeded), ""]
     lines += _kept_from_markdown(res.kept_from, prov, seeded=s.seeded)
     if res.partial:
         done = sum(not e.stopped for e in res.entries)
@@ -481,7 +543,8 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
     elif best is not None and best.confusion is not None:
         cm = plot_confusion(best.confusion["counts"], best.confusion["labels"], assets / f"{s.name}-best-confusion.png",
                             title=f"{best.label}: test tracks")
-        lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix over all test tracks:", "",
+        lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix, each test track counted "
+                  "once (a track tested under several seeds adds its share from each):", "",
                   f"![confusion](benchmarks/{cm.name})", ""]
     elif best is not None:  # results.json written before confusion matrices were stored in it
         lines += [f"Best: **{best.label}** ({_pct(best.accuracy)} %); its confusion matrix is drawn once it runs again "

@@ -45,7 +45,8 @@ def plot_confusion(cm, labels: list[str], path: Path, title: str = "") -> Path:
     for i in range(len(labels)):
         for j in range(len(labels)):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                ax.text(j, i, f"{cm[i, j]:g}" if cm[i, j] == int(cm[i, j]) else f"{cm[i, j]:.1f}", ha="center",
+                        va="center", fontsize=8,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of true class")
     if title:  # wrapped to the figure's width (~11 characters an inch at 9 pt): a long run name is not cut off
