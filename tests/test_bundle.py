@@ -90,8 +90,8 @@ def _frozen_bundle(tmp_path: Path, branches: dict, fusion: str | None = None, **
     from genrefusion.fusion.model import FrozenFusion
     from genrefusion.fusion.registry import build_fusion
     from genrefusion.models.registry import build_branch
-    from genrefusion.training.data import Windowing
-    from genrefusion.training.fit import Fitted
+    from genrefusion.track_data import Windowing
+    from genrefusion.fusion.model import Fitted
 
     rng = np.random.default_rng(0)
     y = np.arange(60) % 3

@@ -36,7 +36,7 @@ from genrefusion import __version__
 from genrefusion.errors import ModelError
 
 if TYPE_CHECKING:
-    from genrefusion.training.fit import Fitted
+    from genrefusion.fusion.model import Fitted
 
 FORMAT = 2
 #: the formats :func:`load_bundle` reads
@@ -206,9 +206,9 @@ def _objects(folder: Path, meta: dict, allow_pickle: bool) -> dict[str, Any]:
 def load_bundle(folder: str | Path, *, allow_pickle: bool = False) -> tuple[Fitted, dict]:
     """Rebuild the model of a bundle; returns it and the bundle's metadata. ``allow_pickle``: read a format 1
     bundle's ``objects.pkl`` (for :func:`convert_bundle`; a pickle runs code when read)."""
-    from genrefusion.fusion.model import model_from_bundle
-    from genrefusion.training.data import Windowing
-    from genrefusion.training.fit import Fitted
+    from genrefusion.fusion.model import Fitted, model_from_bundle
+    from genrefusion.track_data import Windowing
+
     folder = Path(folder)
     meta = read_meta(folder)
     objects = _objects(folder, meta, allow_pickle)

@@ -31,3 +31,15 @@ def test_both_model_types_keep_the_contract():
         for name in (n for n in Model.__dict__ if not n.startswith("_") and callable(getattr(Model, n))):
             assert callable(getattr(cls, name, None)), f"{cls.__name__} lacks {name}"
     assert set(MODEL_TYPES) == {"joint", "frozen"}
+
+
+def test_prediction_loads_no_training_code():
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy as np; from genrefusion.inference.predictor import Predictor; "
+              "y = 0.1 * np.random.default_rng(0).standard_normal(22050 * 5).astype('float32'); "
+              "Predictor().predict_array(y, sr=22050); "
+              "print(sorted(m for m in sys.modules if m.startswith('genrefusion.training')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -55,7 +55,7 @@ def test_gtzan_artists_come_from_sturms_index_and_no_artist_crosses_a_split_or_a
 
     from genrefusion.errors import SplitLeakError
     from genrefusion.splits import inner_folds, kfold_splits
-    from genrefusion.training.data import TrackData
+    from genrefusion.track_data import TrackData
 
     ds = open_dataset(SHARED / "gtzan")
     assert sum(t.artist is not None for t in ds.tracks) == 919 and len({t.artist for t in ds.tracks if t.artist}) == 244

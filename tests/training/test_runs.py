@@ -16,8 +16,8 @@ from genrefusion.evaluation.metrics import aggregate
 from genrefusion.file_lock import exclusive
 from genrefusion.training import fit as fit_module
 from genrefusion.training import protocols
-from genrefusion.training.data import TrackData, Windowing
-from genrefusion.training.fit import predict_windows
+from genrefusion.track_data import TrackData, Windowing
+from genrefusion.track_data import predict_windows
 from genrefusion.training.prepare import load_track_data, open_run_dataset
 from genrefusion.training.run import evaluate_run, train_run
 from tests.training.conftest import GENRES, N_PER_GENRE, make_config
@@ -195,7 +195,7 @@ def test_windows_align_across_spectrograms_images_and_waveforms(synth_gtzan, syn
                   "picture": {"model": "cnn2d", "inputs": ["image"], "args": {"channels": [8, 16]}}},
         fusion={"strategy": "logit", "mode": "joint"},
         train={"epochs": 2, "window_s": 1.5, "hop_s": 0.75, "windows_per_track": 2, "batch_size": 16})
-    from genrefusion.training.data import Windowing
+    from genrefusion.track_data import Windowing
 
     data, _ = load_track_data(cfg, open_run_dataset(cfg))
     w = Windowing.resolve(data, 1.5, 0.75)

@@ -293,7 +293,7 @@ def _time_branches(res: SpeedResult, name: str, predictor, feats: list[dict], to
     batches them)."""
     import torch
 
-    from genrefusion.training.data import make_batch
+    from genrefusion.track_data import make_batch
 
     fitted = predictor.fitted
     data = predictor.track_data(feats)
@@ -322,7 +322,7 @@ def _naive_baseline(clips: list[Path], predictor) -> float:
     from genrefusion.evaluation.metrics import aggregate
     from genrefusion.features.reference import REFERENCES
     from genrefusion.features.registry import get_feature
-    from genrefusion.training.fit import predict_windows
+    from genrefusion.track_data import predict_windows
 
     def one(path):
         y, sr = librosa.load(str(path), sr=predictor.sr)  # decoding and resampling as librosa does it

@@ -14,6 +14,7 @@ branches keep one runner contract too: ``family`` (``"neural"`` or ``"classical"
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
@@ -344,6 +345,18 @@ class FrozenFusion:
         return cls(n_classes=n_classes, branches=branches, branch_inputs=entry["branch_inputs"], fusion=fusion,
                    fusion_spec={k: f[k] for k in ("strategy", "args")} if f["type"] else {},
                    fusion_dims={n: tuple(d) for n, d in f.get("dims", {}).items()})
+
+
+@dataclass
+class Fitted:
+    """A trained model with what it needs to predict: labels, inputs and windows (``training``: how each of its
+    networks trained, by name; empty for a model read from a bundle)."""
+
+    model: Model
+    labels: list[str]
+    windowing: Any  # genrefusion.track_data.Windowing
+    inputs: dict[str, dict]  # name -> {"feature", "layout", "fps", "shape", "store_spec", "audio", ...}
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 #: how a bundle's ``model.type`` is rebuilt

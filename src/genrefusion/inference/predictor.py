@@ -222,7 +222,7 @@ class Predictor:
     def track_data(self, feats: list[dict[str, np.ndarray]]):
         """The model's input data (a ``TrackData``) for signals whose inputs are ``feats`` (one :meth:`features`
         dict each)."""
-        from genrefusion.training.data import InputData, TrackData
+        from genrefusion.track_data import InputData, TrackData
 
         inputs = {n: InputData(n, i["feature"], i["layout"], [f[n] for f in feats], i["fps"])
                   for n, i in self.fitted.inputs.items()}
@@ -230,7 +230,7 @@ class Predictor:
 
     def predict_signals(self, signals: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, float]]]:
         """Window probabilities ``(n_windows, C)``, each window's signal index and start (s) in it."""
-        from genrefusion.training.fit import predict_windows
+        from genrefusion.track_data import predict_windows
 
         data = self.track_data([self.features(y) for y in signals])
         windows = self.fitted.windowing.eval_windows(data)

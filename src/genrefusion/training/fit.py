@@ -21,7 +21,6 @@ import hashlib
 import json
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -33,15 +32,14 @@ from genrefusion.errors import ConfigError, ModelError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.registry import get_feature
 from genrefusion.file_lock import LockBusy, exclusive
-from genrefusion.fusion.model import LAYOUT_INPUT, FrozenFusion, FusionModel
+from genrefusion.fusion.model import LAYOUT_INPUT, Fitted, FrozenFusion, FusionModel
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.registry import build_branch, get_branch
 from genrefusion.registries import check_args
 from genrefusion.splits import inner_folds
-from genrefusion.training.data import TrackData, Windowing, batches
+from genrefusion.track_data import EVAL_BATCH, TrackData, Windowing, batches, predict_windows
 from genrefusion.training.trainer import Trainer, TrainResult, Validation
 
-EVAL_BATCH = 64
 
 
 class BranchBusy(Exception):
@@ -61,17 +59,6 @@ def defer_busy_branches() -> Iterator[None]:
         yield
     finally:
         _DEFER_BUSY.reset(token)
-
-
-@dataclass
-class Fitted:
-    """A trained model with what it needs to predict: labels, inputs and windows."""
-
-    model: FusionModel | FrozenFusion
-    labels: list[str]
-    windowing: Windowing
-    inputs: dict[str, dict]  # name -> {"feature", "layout", "fps", "shape", "store_spec", ...}
-    training: dict[str, TrainResult] = field(default_factory=dict)
 
 
 def input_meta(cfg: RunConfig, data: TrackData, windowing: Windowing) -> dict[str, dict]:
@@ -100,21 +87,6 @@ def audio_source(cfg: RunConfig, name: str, stored_spec: dict) -> dict | None:
     takes = get_feature(feature).params
     return {"feature": feature, "params": {**params, **{k: v for k, v in cfg.eval.predict_params.items() if k in takes}},
             "sr": cfg.data.sr}
-
-
-def predict_windows(model, data: TrackData, windowing: Windowing, *, windows=None, branches: bool = False):
-    """``(n_windows, C)`` probabilities and each window's track index; with ``branches``, also each
-    branch's own ``{name: (n_windows, C)}`` probabilities."""
-    windows = windows if windows is not None else windowing.eval_windows(data)
-    fused, alone = [], []
-    for x, _, _ in batches(data, windows, windowing.window_s, EVAL_BATCH):
-        p, b = model.predict(x)
-        fused.append(p)
-        alone.append(b)
-    idx = np.array([i for i, _ in windows])
-    if not branches:
-        return np.concatenate(fused), idx
-    return np.concatenate(fused), idx, {n: np.concatenate([b[n] for b in alone]) for n in alone[0]}
 
 
 class WindowSource:

@@ -16,7 +16,7 @@ from genrefusion.errors import ConfigError
 from genrefusion.features.extract import ExtractConfig, extract
 from genrefusion.features.registry import get_feature
 from genrefusion.features.store import FeatureStore
-from genrefusion.training.data import InputData, TrackData
+from genrefusion.track_data import InputData, TrackData
 
 
 def open_run_dataset(cfg: RunConfig) -> Dataset:

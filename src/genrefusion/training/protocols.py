@@ -30,8 +30,10 @@ from genrefusion.datasets.base import Dataset
 from genrefusion.errors import ConfigError, DatasetError
 from genrefusion.evaluation.metrics import aggregate, classification_metrics
 from genrefusion.splits import TWO_STAGE, Split, check_split, kfold_splits, published_split, stratified_split
-from genrefusion.training.data import TrackData, Windowing
-from genrefusion.training.fit import BranchBusy, Fitted, defer_busy_branches, fit_model, predict_windows, validate_config
+from genrefusion.track_data import TrackData, Windowing
+from genrefusion.fusion.model import Fitted
+from genrefusion.track_data import predict_windows
+from genrefusion.training.fit import BranchBusy, defer_busy_branches, fit_model, validate_config
 
 Log = Callable[[str], None]
 

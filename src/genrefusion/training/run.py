@@ -22,7 +22,7 @@ from genrefusion.config import RunConfig, config_to_dict, save_config
 from genrefusion.errors import ConfigError
 from genrefusion.evaluation.metrics import mean_std
 from genrefusion.evaluation.report import plot_confusion, plot_history, write_confusion_csv, write_report
-from genrefusion.training.data import Windowing
+from genrefusion.track_data import Windowing
 from genrefusion.training.fit import validate_config
 from genrefusion.training.prepare import check_inputs, load_track_data, open_run_dataset
 from genrefusion.training.protocols import Evaluation, get_protocol, refit_all

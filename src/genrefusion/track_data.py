@@ -1,5 +1,8 @@
 """Model inputs in memory: stored features per track, windowed in time, assembled into batches.
 
+Shared by training and prediction (``inference`` reads a model's inputs through it, without the training
+package).
+
 A run's inputs (named in its config) are read from the feature store into :class:`TrackData`:
 one array per track and input, as stored. :class:`Windowing` cuts every time-axis input at the
 same seconds, so window ``k`` of a track covers the same stretch of music in its log-mel, its
@@ -167,3 +170,22 @@ def batches(data: TrackData, windows: Sequence[tuple[int, float]], window_s: flo
         chunk = windows[start:start + batch_size]
         y = torch.as_tensor(data.y[[i for i, _ in chunk]], dtype=torch.long)
         yield make_batch(data, chunk, window_s), y, chunk
+
+
+#: windows per batch when predicting
+EVAL_BATCH = 64
+
+
+def predict_windows(model, data: TrackData, windowing: Windowing, *, windows=None, branches: bool = False):
+    """``(n_windows, C)`` probabilities and each window's track index; with ``branches``, also each
+    branch's own ``{name: (n_windows, C)}`` probabilities."""
+    windows = windows if windows is not None else windowing.eval_windows(data)
+    fused, alone = [], []
+    for x, _, _ in batches(data, windows, windowing.window_s, EVAL_BATCH):
+        p, b = model.predict(x)
+        fused.append(p)
+        alone.append(b)
+    idx = np.array([i for i, _ in windows])
+    if not branches:
+        return np.concatenate(fused), idx
+    return np.concatenate(fused), idx, {n: np.concatenate([b[n] for b in alone]) for n in alone[0]}
