@@ -23,7 +23,7 @@ def test_gtzan_joins_audio_images_table_and_split(tmp_path):
     ds = open_dataset(builders.build_gtzan(tmp_path / "g"))
     t = ds["rock.00001"]
     assert set(t.modalities) == {"audio", "image", "table"}
-    assert np.allclose(t.extra["features"], np.arange(6) + 1)  # 'length' is not a feature
+    assert np.allclose(t.table, np.arange(6) + 1)  # 'length' is not a feature
     assert ds.feature_columns == tuple(f"f{i}" for i in range(6))
     assert ds.published_splits["fault_filtered"]["blues.00002"] == "test"
     audio_only = open_dataset(tmp_path / "g" / "audio")
@@ -116,7 +116,7 @@ def test_lyrics_placeholders_left_out(tmp_path):
 
 def test_mendeley_descriptors(tmp_path):
     ds = open_dataset(builders.build_mendeley(tmp_path / "m"))
-    assert ds["10"].genre == "hip-hop" and ds["10"].extra["features"].shape == (6,)
+    assert ds["10"].genre == "hip-hop" and ds["10"].table.shape == (6,)
 
 
 def test_fma_roots_single_genre_top_n_and_split(tmp_path):

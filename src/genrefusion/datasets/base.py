@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Literal, Mapping
 
+import numpy as np
+
 from genrefusion.errors import DatasetError
 
 #: Spellings of one genre that different datasets use, mapped to one canonical label.
@@ -71,7 +73,10 @@ class Track:
     artist: str | None = None
     lyrics: str | None = None
     image_path: Path | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # the track's row of a feature table (the table modality), ``(n_columns,)`` float32, named by its dataset's
+    # ``feature_columns``
+    table: np.ndarray | None = field(default=None, compare=False)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # anything else a loader knows (titles, annotations)
     # where the artist is unknown, tracks that likely share one (GTZAN: a run of consecutive ids): inner folds
     # (cross-fitting, grid search) keep a group together. Not a leak check: splits go by ``artist`` only.
     fold_group: str | None = None
@@ -88,7 +93,7 @@ class Track:
     def modalities(self) -> tuple[str, ...]:
         """Names of the inputs this track has: a subset of audio, image, lyrics, table."""
         have = [("audio", self.audio_path), ("image", self.image_path), ("lyrics", self.lyrics),
-                ("table", self.extra.get("features"))]
+                ("table", self.table)]
         return tuple(name for name, value in have if value is not None)
 
 
@@ -121,7 +126,7 @@ class Dataset:
     tracks: tuple[Track, ...]
     published_splits: dict[str, dict[str, str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
-    feature_columns: tuple[str, ...] = ()  # names of the entries of ``track.extra["features"]``
+    feature_columns: tuple[str, ...] = ()  # names of the entries of ``track.table``
 
     def __post_init__(self):
         self.tracks = tuple(self.tracks)

@@ -101,6 +101,6 @@ def detect(path: Path) -> bool:
 def load_feature_table(path: Path) -> Dataset:
     problems: list[Problem] = []
     table = read_feature_table(Path(path), problems=problems)
-    tracks = [Track(tid, genre, extra={"features": vec}) for tid, (genre, vec) in table.rows.items()]
+    tracks = [Track(tid, genre, table=vec) for tid, (genre, vec) in table.rows.items()]
     return Dataset(Path(path).stem, "feature-table", Path(path), tuple(tracks), problems=problems,
                    feature_columns=table.columns)

@@ -162,7 +162,7 @@ def load_gtzan(path: Path, *, audio_dir: Path | None = None, image_dir: Path | N
     artist_of = read_artists(artists, problems) if artists is not None else {}
     tracks = [
         Track(tid, rec["genre"], audio_path=rec.get("audio_path"), image_path=rec.get("image_path"),
-              artist=artist_of.get(tid), extra={"features": rec["features"]} if "features" in rec else {},
+              artist=artist_of.get(tid), table=rec.get("features"),
               fold_group=_fold_group(tid))
         for tid, rec in sorted(records.items())
     ]

@@ -1,7 +1,7 @@
 """Lyrics datasets (text only, no audio): the Brazilian lyrics CSV and the Mendeley 1950-2019 sample.
 
 ``lyrics-br``: ``genre,artist,title,lyrics``; ids are ``<artist>/<title>``.
-``mendeley``: lemmatised lyrics, six audio descriptors (``extra["features"]``, named by
+``mendeley``: lemmatised lyrics, six audio descriptors (``Track.table``, named by
 ``feature_columns``), topic scores; ids are the source dataset's row ids.
 Rows with empty lyrics, or only a placeholder such as "(Instrumental)", are reported and left out.
 """
@@ -64,10 +64,10 @@ def load_mendeley(path: Path) -> Dataset:
     def make(row):
         tid = (row.get("Unnamed: 0") or row.get("") or "").strip() or f"{row['artist_name']}/{row['track_name']}"
         extra = {"title": row["track_name"], "release_date": row.get("release_date"),
-                 "features": np.array([float(row[c]) for c in MENDELEY_DESCRIPTORS], dtype=np.float32),
                  "topics": {t: float(row[t]) for t in MENDELEY_TOPICS if t in row}}
         return Track(tid, normalize_genre(row["genre"]), artist=row["artist_name"].strip() or None,
-                     lyrics=row["lyrics"].strip(), extra=extra)
+                     lyrics=row["lyrics"].strip(), extra=extra,
+                     table=np.array([float(row[c]) for c in MENDELEY_DESCRIPTORS], dtype=np.float32))
 
     tracks, problems = _row_tracks(Path(path), make)
     return Dataset("mendeley", "mendeley", Path(path), tuple(tracks), problems=problems,

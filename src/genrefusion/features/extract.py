@@ -137,7 +137,7 @@ def _source(kind: str, config: ExtractConfig, dataset: Dataset) -> dict:
 
 
 def _input_of(track: Track, kind: str):
-    return {"audio": track.audio_path, "image": track.image_path, "table": track.extra.get("features"),
+    return {"audio": track.audio_path, "image": track.image_path, "table": track.table,
             "lyrics": track.lyrics}[kind]
 
 
