@@ -54,6 +54,7 @@ def test_extract_and_train_from_python(genre_tree, tmp_path):
               "inputs": {"table": {"feature": "summary_gtzan", "params": {"hpss": False}}},
               "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}
     run = genrefusion.train(config, tmp_path / "run", overrides=["branches.lr.args.C=0.5"], log=lambda m: None)
-    assert run.metrics["summary"]["track"]["accuracy"]["mean"] > 0.5
+    assert run.result.accuracy.mean == run.metrics["summary"]["track"]["accuracy"]["mean"] > 0.5  # typed and raw
+    assert run.result.labels == tuple(ds.genres) and run.result.n_evaluations == 1 and "lr" not in run.result.branches
     mine = genrefusion.load_model(run.run_dir)  # the run's model predicts on a signal (6 s: past its 3 s minimum)
     assert mine.labels == ds.genres and mine.predict(tone(220, seconds=6.0), sr=SR).status in ("ok", "not_sure")

@@ -400,10 +400,10 @@ def train_cmd(config: str = typer.Argument(..., help="Run config (YAML or TOML),
             summary = train_run(cfg, run_dir, log=_log, on_extract_progress=on_extract)
     finally:
         epoch_progress.reset(token)
-    t = summary.metrics["summary"]["track"]
-    out.print(f"{cfg.name}: test accuracy {t['accuracy']['mean']:.4f}"
-              + (f" ± {t['accuracy']['std']:.4f} over {len(t['accuracy']['values'])}" if len(t['accuracy']['values']) > 1 else "")
-              + f", macro-F1 {t['macro_f1']['mean']:.4f} -> {run_dir}", highlight=False)
+    acc, f1 = summary.result.accuracy, summary.result.macro_f1
+    out.print(f"{cfg.name}: test accuracy {acc.mean:.4f}"
+              + (f" ± {acc.std:.4f} over {len(acc.values)}" if len(acc.values) > 1 else "")
+              + f", macro-F1 {f1.mean:.4f} -> {run_dir}", highlight=False)
 
 
 @app.command("evaluate")

@@ -27,6 +27,7 @@ from genrefusion import __version__
 from genrefusion.benchmarks.suites import MEASURES, Suite, entry_config, get_suite
 from genrefusion.config import config_from_dict
 from genrefusion.errors import ConfigError
+from genrefusion.evaluation.metrics import RunMetrics
 from genrefusion.evaluation.report import _pyplot, plot_confusion
 from genrefusion.file_lock import exclusive
 
@@ -92,9 +93,11 @@ def run_entry(suite: Suite, entry, *, data_root: str, out_dir: Path, quick: bool
     cells = suite.entry_cells(entry) if suite.entry_cells else {}
 
     def measured(summary: dict, extra: dict, **more) -> EntryResult:
-        return EntryResult(entry.label, f"{suite.name}/{run_dir.name}", True, time.perf_counter() - t1, summary["track"]["accuracy"],
-                           summary["track"]["macro_f1"], {b: v["accuracy"] for b, v in summary["branches"].items()},
-                           extra={**cells, **extra, "train s": f"{summary['training_seconds']:.0f}"}, **more)
+        r = RunMetrics.from_dict({"summary": summary})
+        return EntryResult(entry.label, f"{suite.name}/{run_dir.name}", True, time.perf_counter() - t1,
+                           r.accuracy.to_dict(), r.macro_f1.to_dict(),
+                           {b: v["accuracy"].to_dict() for b, v in r.branches.items()},
+                           extra={**cells, **extra, "train s": f"{r.training_seconds:.0f}"}, **more)
 
     try:
         m = train_run(config_from_dict(cfg_dict, source=f"suite {suite.name}"), run_dir,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -120,3 +121,53 @@ def paired_bootstrap(a: Mapping[str, float], b: Mapping[str, float], *, resample
     means = d[np.random.default_rng(seed).integers(0, len(d), (resamples, len(d)))].mean(axis=1)
     tail = (1 - level) / 2
     return float(d.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail)), len(d)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One metric over a run's evaluations (seeds, repeats or folds): its mean, std and each value."""
+
+    mean: float
+    std: float
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, d: Mapping) -> "Spread":
+        return cls(float(d["mean"]), float(d["std"]), tuple(float(v) for v in d["values"]))
+
+    def to_dict(self) -> dict:
+        """As ``metrics.json`` and ``results.json`` keep it."""
+        return {"mean": self.mean, "std": self.std, "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """A run's results (``metrics.json``, :func:`genrefusion.training.run.train_run`) as typed fields: every
+    summary metric at track and window level, each fused branch alone, the training time, the labels and the
+    confusion matrix (test tracks, true x predicted, over the evaluations). ``raw`` keeps the whole file."""
+
+    track: Mapping[str, Spread]
+    window: Mapping[str, Spread]
+    branches: Mapping[str, Mapping[str, Spread]]
+    training_seconds: float
+    labels: tuple[str, ...]
+    confusion: tuple[tuple[float, ...], ...]
+    n_evaluations: int
+    raw: Mapping = field(repr=False, compare=False)
+
+    @property
+    def accuracy(self) -> Spread:
+        """Track-level test accuracy: the figure a run is reported by."""
+        return self.track["accuracy"]
+
+    @property
+    def macro_f1(self) -> Spread:
+        return self.track["macro_f1"]
+
+    @classmethod
+    def from_dict(cls, metrics: Mapping) -> "RunMetrics":
+        s = metrics["summary"]
+        level = lambda d: {k: Spread.of(v) for k, v in d.items() if isinstance(v, Mapping) and "mean" in v}  # noqa: E731
+        return cls(level(s["track"]), level(s["window"]), {b: level(v) for b, v in (s.get("branches") or {}).items()},
+                   float(s.get("training_seconds", 0.0)), tuple(metrics.get("labels", ())),
+                   tuple(tuple(row) for row in metrics.get("confusion", ())), len(metrics.get("evaluations", ())), metrics)

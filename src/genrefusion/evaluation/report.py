@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from genrefusion.errors import GenreFusionError
+from genrefusion.evaluation.metrics import RunMetrics
 
 
 def _pyplot():
@@ -176,9 +177,9 @@ def compare_rows(run_dirs: Sequence[Path]) -> list[dict]:
     rows = []
     for d in run_dirs:
         m = load_metrics(d)
-        t = m["summary"]["track"]
+        r = RunMetrics.from_dict(m)
         rows.append({"run": str(d), "name": m["name"], "data": m["data"], "protocol": m["protocol"],
-                     "model": m["model"], "accuracy": t["accuracy"]["mean"], "accuracy_std": t["accuracy"]["std"],
-                     "macro_f1": t["macro_f1"]["mean"], "macro_f1_std": t["macro_f1"]["std"],
-                     "n_evaluations": len(t["accuracy"]["values"]), "seconds": m["seconds"]})
+                     "model": m["model"], "accuracy": r.accuracy.mean, "accuracy_std": r.accuracy.std,
+                     "macro_f1": r.macro_f1.mean, "macro_f1_std": r.macro_f1.std,
+                     "n_evaluations": len(r.accuracy.values), "seconds": m["seconds"]})
     return rows

@@ -20,7 +20,7 @@ import numpy as np
 from genrefusion.bundle import save_bundle
 from genrefusion.config import RunConfig, config_to_dict, save_config
 from genrefusion.errors import ConfigError
-from genrefusion.evaluation.metrics import mean_std
+from genrefusion.evaluation.metrics import RunMetrics, mean_std
 from genrefusion.evaluation.report import plot_confusion, plot_history, write_confusion_csv, write_report
 from genrefusion.track_data import Windowing
 from genrefusion.training.fit import validate_config
@@ -30,8 +30,14 @@ from genrefusion.training.protocols import Evaluation, get_protocol, refit_all
 
 @dataclass
 class RunSummary:
+    """A finished run: its folder and its ``metrics.json`` (``result``: the same, typed)."""
+
     run_dir: Path
     metrics: dict
+
+    @property
+    def result(self) -> RunMetrics:
+        return RunMetrics.from_dict(self.metrics)
 
 
 def describe_model(cfg: RunConfig) -> str:
@@ -104,11 +110,11 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
         for e in evaluations:
             for tid, p in zip(e.test_ids, e.test_proba):
                 w.writerow([e.name, tid, ds[tid].genre, data.labels[int(np.argmax(p))], *[f"{x:.5f}" for x in p]])
-    summary = metrics["summary"]["track"]
+    result = RunMetrics.from_dict(metrics)
     measured = {"evaluation": f"mean of {len(evaluations)} evaluation(s) ({cfg.protocol.name}); the bundle is refitted on "
                               f"all {len(data)} tracks", "n_test_tracks": sum(len(e.test_ids) for e in evaluations),
-                "test_accuracy": summary["accuracy"]["mean"], "test_macro_f1": summary["macro_f1"]["mean"],
-                "branches_test_accuracy": {b: v["accuracy"]["mean"] for b, v in metrics["summary"]["branches"].items()}} \
+                "test_accuracy": result.accuracy.mean, "test_macro_f1": result.macro_f1.mean,
+                "branches_test_accuracy": {b: v["accuracy"].mean for b, v in result.branches.items()}} \
         if cfg.protocol.refit else \
         {"evaluation": first.name, "n_test_tracks": len(first.test_ids), "test_accuracy": first.track["accuracy"],
          "test_macro_f1": first.track["macro_f1"],
@@ -121,7 +127,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, *, log: Callable[[str], None]
                       "tracks_per_genre": {g: int((data.y == i).sum()) for i, g in enumerate(data.labels)}})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     write_report(run_dir, metrics, config_to_dict(cfg), problems=problems, plots=plots)
-    log(f"done in {metrics['seconds']:.1f} s: test accuracy {metrics['summary']['track']['accuracy']['mean']:.4f} "
+    log(f"done in {metrics['seconds']:.1f} s: test accuracy {result.accuracy.mean:.4f} "
         f"-> {run_dir}")
     return RunSummary(run_dir, metrics)
 
