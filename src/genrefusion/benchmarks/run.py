@@ -355,22 +355,14 @@ _LINE = re.compile(r"Results of `(?P<command>.*)` \((?P<mode>.*)\) on (?P<date>\
                    r"(?P<versions>[^;]*); (?P<machine>[^;]*); wall time (?P<minutes>[\d.]+) min\.")
 
 
-def _kept_from_markdown(kept_from: list[dict | str], head: Provenance, *, seeded: bool) -> list[str]:
-    """The earlier commands whose entries ``--resume`` kept, one line each, newest first; version and machine
-    only where they differ from the command above them (``head``)."""
-    if not kept_from:
+def _kept_from_markdown(res: SuiteResult) -> list[str]:
+    """One line on the entries ``--resume`` kept: the commands that made them are provenance, kept in
+    results.json (``suites.<name>.kept_from``), not in the report."""
+    if not res.kept_from:
         return []
-    lines = ["Entries kept by `--resume` from earlier commands (newest first):", ""]
-    for item in kept_from:
-        prov = Provenance(**item) if isinstance(item, dict) else Provenance.from_line(item)
-        if prov is None:  # a line in a form this version does not write
-            lines.append(f"- {item}")
-            continue
-        mode = "quick mode" if prov.quick else f"{prov.seeds} seed{'s' * (prov.seeds != 1)}" if seeded else "full mode"
-        differs = [v for v, h in ((prov.versions, head.versions), (prov.machine, head.machine)) if v != h]
-        lines.append(f"- `{prov.command}` ({mode}), {prov.date}, {prov.seconds / 60:.1f} min"
-                     + "".join(f"; {v}" for v in differs))
-    return [*lines, ""]
+    n = len(res.kept_from)
+    return [f"{res.kept} of these entries were kept by `--resume` from {n} earlier command{'s' * (n != 1)}, named "
+            f"in [results.json](benchmarks/results.json).", ""]
 
 
 #: options whose value is a place on the machine that ran the command, and what a report says instead of it
@@ -513,7 +505,7 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
     lines = [f"## {s.title} (`{s.name}`)", ""]
     lines += summary_markdown(res)
     lines += [prov.line(seeded=s.seeded), ""]
-    lines += _kept_from_markdown(res.kept_from, prov, seeded=s.seeded)
+    lines += _kept_from_markdown(res)
     if res.partial:
         done = sum(not e.stopped for e in res.entries)
         lines += [f"> **Partial**: {done} of {len(s.entries)} entries had finished when this was written "
