@@ -241,8 +241,7 @@ def summary_markdown(res: SuiteResult) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |", "",
             "Gain: the best fusion's track accuracy minus the best single branch's, on the test tracks both were "
             "tested on (each track's accuracy averaged over seeds, repeats or folds); the interval is a paired "
-            "bootstrap over those tracks (2 000 resamples). Below, every entry; accuracy and macro-F1 are track-level "
-            "test figures in %, mean ± std over seeds, repeats or folds (no ± where every one gave the same).", ""]
+            "bootstrap over those tracks (2 000 resamples).", ""]
 
 
 def plot_suite(res: SuiteResult, path: Path) -> Path:
@@ -512,8 +511,8 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
                   "(the command was still running, or was stopped); an entry stopped part-way shows the seeds, "
                   "repeats or folds it had finished, the others have no result yet.", ""]
     lines += [f"Protocol: {s.protocol}. Track-level test accuracy and macro-F1 (%, mean ± std over seeds, repeats "
-              "or folds)." + (f" Target: {s.target}." if s.target else "") + " *train s*: training time of all its "
-              "networks over every seed, repeat or fold.", ""]
+              "or folds; no ± where every one gave the same)." + (f" Target: {s.target}." if s.target else "")
+              + " *train s*: training time of all its networks over every seed, repeat or fold.", ""]
     extra = list(dict.fromkeys(k for e in res.entries for k in e.extra))
     head = ["model", "accuracy", "macro-F1", "each branch alone (accuracy)", *extra, "wall s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
