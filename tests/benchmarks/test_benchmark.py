@@ -308,6 +308,7 @@ def test_a_suite_opens_with_its_answer_the_gain_of_fusion_with_a_paired_interval
     best_single = max(("weak logistic regression", "mlp"), key=lambda k: by[k]["accuracy"]["mean"])
     assert row.startswith(f"| {best_single} (") and "| fusion: mean (" in row and f"| {n_test} |" in row
     gain, low, high = (float(x) for x in re.findall(r"[+-]\d+\.\d", row.split("|")[3]))
+    assert "Branch set x fusion strategy" not in section  # one strategy only: no matrix
     expected = 100 * (np.mean(list(by["fusion: mean"]["tracks"].values())) - np.mean(list(by[best_single]["tracks"].values())))
     assert gain == pytest.approx(expected, abs=0.051) and low <= gain <= high
 
@@ -321,3 +322,19 @@ def test_paired_bootstrap_interval():
     assert n == 200 and gain == pytest.approx(0.25) and 0.1 < low < 0.25 < high < 0.4
     assert paired_bootstrap(a, b) == paired_bootstrap(a, b)  # seeded
     assert paired_bootstrap(a, a)[:3] == (0.0, 0.0, 0.0)
+
+
+def test_the_matrix_puts_each_strategy_beside_the_others_on_the_same_branches(synth_gtzan, tmp_path):  # noqa: F811
+    lr, mlp = {"model": "logreg", "inputs": ["table"]}, {"model": "mlp", "inputs": ["table"]}
+    both = {"lr": lr, "mlp": mlp}
+    suite = Suite("m", "Matrix", "holdout", (
+        Entry("lr", {"branches": {"lr": lr}}), Entry("mlp", {"branches": {"mlp": mlp}}),
+        Entry("mean", {"branches": both, "fusion": {"strategy": "mean", "mode": "frozen"}}),
+        Entry("stacking", {"branches": both, "fusion": {"strategy": "stacking", "mode": "frozen", "cross_fit": 5}}),
+        Entry("feature", {"branches": {"mlp": mlp}, "fusion": {"strategy": "feature", "mode": "joint"}})))
+    acc = {"mean": 0.5, "std": 0.0, "values": [0.5]}
+    res = run_mod.SuiteResult(suite, [run_mod.EntryResult(e.label, "m/x", True, 1.0, acc, acc) for e in suite.entries], 1.0)
+    lines = run_mod.matrix_markdown(res)
+    assert lines[2] == "| branches | alone | mean | stacking, cross-fitted | feature (joint) |"
+    assert lines[4] == "| lr | 50.0 |  |  |  |" and lines[6] == "| lr + mlp |  | 50.0 | 50.0 |  |"
+    assert lines[5] == "| mlp | 50.0 |  |  | 50.0 |"

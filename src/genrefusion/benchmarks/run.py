@@ -217,6 +217,36 @@ def _fuses(suite: Suite, label: str) -> bool:
     return bool(config.get("fusion")) or len(config.get("branches", {})) > 1
 
 
+def _cell_of(config: dict) -> tuple[str, str]:
+    """An entry's place in its suite's matrix: (its branches, how they are fused)."""
+    branches = " + ".join(config.get("branches", {}))
+    fusion = config.get("fusion")
+    if not fusion:
+        return branches, "alone"
+    how = fusion["strategy"].replace("_", " ") + (" (joint)" if fusion.get("mode", "joint") == "joint" else "")
+    return branches, how + (", cross-fitted" if fusion.get("cross_fit") else "")
+
+
+def matrix_markdown(res: SuiteResult) -> list[str]:
+    """Branch set x fusion strategy, track accuracy (%): how each strategy does on the same branches (shown where
+    some branch set is fused by more than one strategy)."""
+    configs = {e.label: e.config for e in res.suite.entries}
+    cells: dict[tuple[str, str], EntryResult] = {}
+    for e in (e for e in res.entries if e.ok and not e.stopped and e.accuracy):
+        row, col = _cell_of(configs[e.label])
+        cells[(row if (row, col) not in cells else f"{row} ({e.label})", col)] = e  # same branches, other settings
+    rows = list(dict.fromkeys(r for r, _ in cells))
+    cols = list(dict.fromkeys(c for _, c in cells))
+    if len([c for c in cols if c != "alone"]) < 2:
+        return []
+    cols = ["alone", *[c for c in cols if c != "alone"]] if "alone" in cols else cols
+    lines = ["Branch set x fusion strategy (track accuracy, %; one cell per entry):", "",
+             "| branches | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for r in rows:
+        lines.append(f"| {r} | " + " | ".join(_pct(cells[r, c].accuracy) if (r, c) in cells else "" for c in cols) + " |")
+    return [*lines, ""]
+
+
 def summary_markdown(res: SuiteResult) -> list[str]:
     """The suite's answer in one table: its best single branch, its best fusion, the gain with a 95 % paired
     bootstrap interval over the test tracks both were tested on, and the protocol."""
@@ -528,6 +558,7 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
     for label, value in s.references:
         lines.append("| " + " | ".join([f"*published: {label}*", f"*{value:.1f}*", *[""] * (len(head) - 2)]) + " |")
     lines.append("")
+    lines += matrix_markdown(res)
     if any(e.ok for e in res.entries):
         plot = plot_suite(res, assets / f"{s.name}-accuracy.png")
         lines += [f"![{s.title}: accuracy](benchmarks/{plot.name})", ""]
