@@ -190,3 +190,15 @@ def test_a_format_1_bundle_without_pickle_still_loads(tmp_path, profile):
     np.testing.assert_array_equal(Predictor(old).predict_array(y, sr=22050).proba,
                                   Predictor(profile=profile).predict_array(y, sr=22050).proba)
 
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_bundles_inputs_are_typed_and_read_back_as_written(profile):
+    from genrefusion.bundle import InputSpec, read_meta
+
+    meta = read_meta(DEFAULT_ROOT / profile)
+    specs = {n: InputSpec.from_json(d) for n, d in meta["inputs"].items()}
+    assert specs and all(s.audio is not None and s.audio.sr > 0 for s in specs.values())  # it predicts on audio
+    assert {n: s.to_json() for n, s in specs.items()} == meta["inputs"]  # nothing lost or added
+    loaded = Predictor(profile=profile).fitted.inputs
+    assert loaded == specs

@@ -27,8 +27,9 @@ import pickle
 import platform
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -50,6 +51,50 @@ TRUSTED = ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._Si
            "sklearn.neural_network._stochastic_optimizers.AdamOptimizer")  # hierarchical's mlp
 # torch and the model classes are imported where a bundle is written or rebuilt, not at import: reading a
 # bundle's metadata (read_meta) is what a process that only hands files to worker processes needs
+
+
+@dataclass
+class AudioSource:
+    """How prediction computes an input from a signal: a registered audio feature, its parameters, the rate."""
+
+    feature: str
+    params: dict[str, Any]
+    sr: int
+
+
+@dataclass
+class InputSpec:
+    """One model input as a bundle records it: the stored feature it was trained on, its layout, frames per
+    second (None: no time axis), one example's shape, the stage's resize and channels, the seconds an image's
+    width covers, the store spec it was read with, and how to compute it from audio (None: it cannot be)."""
+
+    feature: str
+    layout: str
+    fps: float | None
+    shape: tuple[int, ...]
+    store_spec: dict[str, Any]
+    audio: AudioSource | None = None
+    resize: list[int] | None = None
+    channels: int | None = None
+    seconds: float | None = None
+
+    def stage(self) -> dict[str, Any]:
+        """What the network's input stage needs (:class:`FusionModel`'s ``inputs``)."""
+        return {"layout": self.layout, "shape": list(self.shape), "resize": self.resize, "channels": self.channels}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "layout": self.layout, "fps": self.fps, "shape": list(self.shape),
+                "resize": self.resize, "channels": self.channels, "seconds": self.seconds,
+                "store_spec": self.store_spec, "audio": None if self.audio is None else
+                {"feature": self.audio.feature, "params": dict(self.audio.params), "sr": self.audio.sr}}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "InputSpec":
+        a = d.get("audio")
+        return cls(d["feature"], d["layout"], d.get("fps"), tuple(d["shape"]), dict(d.get("store_spec") or {}),
+                   AudioSource(a["feature"], dict(a["params"]), int(a["sr"])) if a else None, d.get("resize"),
+                   d.get("channels"), d.get("seconds"))
+
 
 
 def _versions() -> dict[str, str]:
@@ -75,7 +120,8 @@ def save_bundle(fitted: Fitted, folder: str | Path, *, aggregate: str = "mean", 
     meta = {"format": FORMAT, "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "labels": fitted.labels,
             "windowing": {"window_s": fitted.windowing.window_s, "hop_s": fitted.windowing.hop_s},
-            "aggregate": aggregate, "inputs": fitted.inputs, "model": model, "versions": _versions(),
+            "aggregate": aggregate, "inputs": {n: s.to_json() for n, s in fitted.inputs.items()}, "model": model,
+            "versions": _versions(),
             "config": config or {}, "card": card or {}}
     for key, state in weights.items():
         arrays.update({f"net/{key}/{name}": t.detach().cpu().numpy() for name, t in state.items()})
@@ -217,7 +263,7 @@ def load_bundle(folder: str | Path, *, allow_pickle: bool = False) -> tuple[Fitt
                               restore=lambda entry, key, build: _from_state(entry, key, arrays, objects, build))
     w = meta["windowing"]
     return Fitted(model=model, labels=meta["labels"], windowing=Windowing(w["window_s"], w["hop_s"]),
-                  inputs=meta["inputs"]), meta
+                  inputs={n: InputSpec.from_json(d) for n, d in meta["inputs"].items()}), meta
 
 
 def convert_bundle(source: str | Path, dest: str | Path, *, allow_pickle: bool = False) -> Path:

@@ -524,7 +524,7 @@ def test_a_run_on_tables_says_how_to_predict_from_audio_and_a_twin_needs_no_word
     data = config_to_dict(cfg)
     data["inputs"] = {"table": {"feature": "gtzan_table_row", "params": {"hpss": False}}}
     source = audio_source(config_from_dict(data), "table", {"params": {"hpss": False}})
-    assert source["feature"] == "summary_gtzan" and source["params"]["hpss"] is False
+    assert source.feature == "summary_gtzan" and source.params["hpss"] is False
 
 
 @pytest.mark.parametrize("key, value, says", [

@@ -202,7 +202,7 @@ def _time_model(res: SpeedResult, profile: str | None, bundle, clips: list[Path]
     total_audio = float(sum(durations))
     predictor.predict_array(signals[0], sr=sr)  # warm-up: imports, caches
     n = min(len(signals), feature_clips)
-    inputs = ", ".join(sorted({s["feature"] for s in predictor.sources.values()}))
+    inputs = ", ".join(sorted({s.feature for s in predictor.sources.values()}))
     pieces = [np.concatenate([y for *_, y in predictor.pieces(d, array_reader(y, sr))]) for y, d in zip(signals, durations)]
     for fft, secs in _time_fft_backends(lambda: [predictor.features(y) for y in pieces[:n]]).items():
         what = f"{name}: its inputs together ({inputs}), {fft} FFT"
@@ -212,7 +212,7 @@ def _time_model(res: SpeedResult, profile: str | None, bundle, clips: list[Path]
             res.timings.append(Timing("feature", what, n, secs, float(sum(durations[:n])),
                                       note=f"what prediction reads; median of {FFT_ROUNDS} interleaved rounds"))
     _time_branches(res, name, predictor, [predictor.features(y) for y in pieces], total_audio)
-    if curve and any("patches" in s["params"] for s in predictor.sources.values()):
+    if curve and any("patches" in s.params for s in predictor.sources.values()):
         for k in CURVE:
             reading = Predictor(bundle, profile=profile, patches=k)
             reading.predict_array(signals[0], sr=sr)
@@ -326,7 +326,7 @@ def _naive_baseline(clips: list[Path], predictor) -> float:
 
     def one(path):
         y, sr = librosa.load(str(path), sr=predictor.sr)  # decoding and resampling as librosa does it
-        feats = {n: np.asarray(REFERENCES.get(s["feature"], get_feature(s["feature"]).fn)(y, sr=sr, **s["params"]))
+        feats = {n: np.asarray(REFERENCES.get(s.feature, get_feature(s.feature).fn)(y, sr=sr, **s.params))
                  for n, s in predictor.sources.items()}
         p, idx = predict_windows(predictor.fitted.model, predictor.track_data([feats]), predictor.fitted.windowing)
         return aggregate(p, idx, 1, "mean")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genrefusion.bundle import InputSpec
 from genrefusion.errors import ModelError
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.estimators import softmax
@@ -355,7 +356,7 @@ class Fitted:
     model: Model
     labels: list[str]
     windowing: Any  # genrefusion.track_data.Windowing
-    inputs: dict[str, dict]  # name -> {"feature", "layout", "fps", "shape", "store_spec", "audio", ...}
+    inputs: dict[str, InputSpec]
     training: dict[str, Any] = field(default_factory=dict)
 
 

@@ -54,7 +54,7 @@ def export_onnx(bundle: str | Path, *, check: bool = True, atol: float = 1e-4) -
 
     folder = Path(bundle)
     fitted, _ = load_bundle(folder)
-    text = [n for n, i in fitted.inputs.items() if i["layout"] == "text"]
+    text = [n for n, i in fitted.inputs.items() if i.layout == "text"]
     if text:
         raise ModelError(f"inputs {text} are text, which ONNX graphs cannot take; export needs numeric inputs", path=folder)
     if not fitted.model.networks():
@@ -104,7 +104,7 @@ def _example(net: FusionModel, fitted, inputs: list[str], *, batch: int, seed: i
     out = {}
     for i in inputs:
         stage = net.stages[i]
-        z = torch.randn((batch, *fitted.inputs[i]["shape"]), generator=g)
+        z = torch.randn((batch, *fitted.inputs[i].shape), generator=g)
         out[i] = z * stage.std + stage.mean if stage.standardize else z
     return out
 

@@ -1,6 +1,6 @@
 """Genres of audio files from a trained bundle: decode, compute the inputs, predict, aggregate.
 
-A bundle records, for every input, how to compute it from a signal (``inputs[name]["audio"]``):
+A bundle records, for every input, how to compute it from a signal (``InputSpec.audio``):
 the input's own audio feature, or for a model trained on images or a feature table the audio
 feature that reproduces them (``mel_image`` for GTZAN's spectrogram PNGs, ``summary_gtzan`` for
 its table). A file is read in segments of ``segment_s`` seconds (the training clips' length), so
@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from genrefusion import audio
+from genrefusion.bundle import AudioSource, InputSpec
 from genrefusion.errors import GenreFusionError, ModelError, UsageError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.dsp import shared_spectra
@@ -155,13 +156,13 @@ class Predictor:
         self.sources, self.sr = audio_sources(self.meta, folder)
         if patches is not None:
             for s in self.sources.values():
-                if "patches" in get_feature(s["feature"]).params:
-                    s["params"] = {**s["params"], "patches": patches}
+                if "patches" in get_feature(s.feature).params:
+                    s.params = {**s.params, "patches": patches}
         sources = self.sources
         evaluation = self.meta.get("config", {}).get("eval", {})
         self.segment_s = float(evaluation.get("segment_s", 30.0))
         # every input reads only k 3 s patches of a segment: only those are decoded
-        counts = {s["params"].get("patches") for s in sources.values()}
+        counts = {s.params.get("patches") for s in sources.values()}
         self.excerpts = int(counts.pop() or 0) if len(counts) == 1 else 0
         self.min_seconds = float(evaluation.get("min_seconds") or MIN_SECONDS)
         self.sure_probability = float(evaluation.get("sure_probability") or SURE_PROBABILITY)
@@ -183,9 +184,9 @@ class Predictor:
         out = {}
         with shared_spectra(y):  # e.g. mel_image and summary_gtzan: one STFT; musicnn's layers: one pass
             for name, s in self.sources.items():
-                key = repr((s["feature"], sorted(s["params"].items())))
+                key = repr((s.feature, sorted(s.params.items())))
                 if key not in done:
-                    done[key] = np.asarray(get_feature(s["feature"]).fn(y, sr=self.sr, **s["params"]))
+                    done[key] = np.asarray(get_feature(s.feature).fn(y, sr=self.sr, **s.params))
                 out[name] = done[key]
         return out
 
@@ -224,7 +225,7 @@ class Predictor:
         dict each)."""
         from genrefusion.track_data import InputData, TrackData
 
-        inputs = {n: InputData(n, i["feature"], i["layout"], [f[n] for f in feats], i["fps"])
+        inputs = {n: InputData(n, i.feature, i.layout, [f[n] for f in feats], i.fps)
                   for n, i in self.fitted.inputs.items()}
         return TrackData([str(k) for k in range(len(feats))], np.zeros(len(feats), np.int64), self.labels, inputs)
 
@@ -275,7 +276,7 @@ class Predictor:
         aggregated to the file."""
         probs, windows, levels = [], [], []
         end = 0.0
-        timed = any(i["fps"] for i in self.fitted.inputs.values())
+        timed = any(i.fps for i in self.fitted.inputs.values())
         for start, length, y in pieces:
             seg_s = y.size / self.sr
             span = length if self.excerpts else seg_s  # excerpts: the patches read stand for the whole segment
@@ -322,18 +323,19 @@ AUDIO_EXAMPLES = {"image_pixels": "mel_image, for GTZAN's spectrogram images",
                   "table_row": "summary_gtzan, for GTZAN's features_30_sec.csv"}
 
 
-def audio_sources(meta: dict, folder: Path) -> tuple[dict[str, dict], int]:
-    """Each input's audio source (``{"feature", "params", "sr"}``, copies) and the one rate they read, from a
-    bundle's metadata; ModelError for a model that cannot predict on audio."""
-    cannot = {n: i.get("feature") for n, i in meta["inputs"].items() if not i.get("audio")}
+def audio_sources(meta: dict, folder: Path) -> tuple[dict[str, AudioSource], int]:
+    """Each input's audio source (copies) and the one rate they read, from a bundle's metadata (read before, or
+    without, loading the model); ModelError for a model that cannot predict on audio."""
+    specs = {n: InputSpec.from_json(i) for n, i in meta["inputs"].items()}
+    cannot = {n: s.feature for n, s in specs.items() if s.audio is None}
     if cannot:
         how = "; ".join(f"inputs.{n}.audio_feature: the audio feature giving {f}'s array" + (
             f" (e.g. {AUDIO_EXAMPLES[f]})" if f in AUDIO_EXAMPLES else "") for n, f in cannot.items())
         raise ModelError(f"trained on inputs that are not audio ({', '.join(f'{n}: {f}' for n, f in cannot.items())})"
                          f" and not told how to compute them from audio; set {how}; and train again (`genrefusion "
                          f"evaluate RUN --input NAME=FEATURE` scores such a run on audio without retraining)", path=folder)
-    sources = {n: {**i["audio"], "params": dict(i["audio"]["params"])} for n, i in meta["inputs"].items()}
-    rates = {s["sr"] for s in sources.values()}
+    sources = {n: AudioSource(s.audio.feature, dict(s.audio.params), s.audio.sr) for n, s in specs.items()}
+    rates = {s.sr for s in sources.values()}
     if len(rates) != 1:
         raise ModelError(f"the model's inputs read audio at different rates {sorted(rates)}", path=folder)
     return sources, rates.pop()

@@ -32,6 +32,7 @@ from genrefusion.errors import ConfigError, ModelError
 from genrefusion.evaluation.metrics import aggregate
 from genrefusion.features.registry import get_feature
 from genrefusion.file_lock import LockBusy, exclusive
+from genrefusion.bundle import AudioSource, InputSpec
 from genrefusion.fusion.model import LAYOUT_INPUT, Fitted, FrozenFusion, FusionModel
 from genrefusion.fusion.registry import build_fusion, get_fusion
 from genrefusion.models.registry import build_branch, get_branch
@@ -61,17 +62,17 @@ def defer_busy_branches() -> Iterator[None]:
         _DEFER_BUSY.reset(token)
 
 
-def input_meta(cfg: RunConfig, data: TrackData, windowing: Windowing) -> dict[str, dict]:
+def input_meta(cfg: RunConfig, data: TrackData, windowing: Windowing) -> dict[str, InputSpec]:
     """What each input is, for model construction and for the bundle (``audio``: how to compute it
     from audio, or None where it cannot be)."""
-    return {n: {"feature": d.feature, "layout": d.layout, "fps": d.fps, "shape": list(d.example_shape(windowing.window_s)),
-                "resize": cfg.inputs[n].resize, "channels": cfg.inputs[n].channels, "seconds": cfg.inputs[n].seconds,
-                "store_spec": d.spec, "audio": audio_source(cfg, n, d.spec)} for n, d in data.inputs.items()}
+    return {n: InputSpec(d.feature, d.layout, d.fps, tuple(d.example_shape(windowing.window_s)), d.spec,
+                         audio_source(cfg, n, d.spec), cfg.inputs[n].resize, cfg.inputs[n].channels,
+                         cfg.inputs[n].seconds) for n, d in data.inputs.items()}
 
 
-def audio_source(cfg: RunConfig, name: str, stored_spec: dict) -> dict | None:
-    """``{"feature", "params", "sr"}`` that computes input ``name`` from a signal, or None; ``eval.predict_params``
-    set where the feature takes them."""
+def audio_source(cfg: RunConfig, name: str, stored_spec: dict) -> AudioSource | None:
+    """How input ``name`` is computed from a signal, or None; ``eval.predict_params`` set where the feature
+    takes them."""
     inp = cfg.inputs[name]
     spec = get_feature(inp.feature)
     if spec.input == "audio":
@@ -85,8 +86,8 @@ def audio_source(cfg: RunConfig, name: str, stored_spec: dict) -> dict | None:
     else:
         return None
     takes = get_feature(feature).params
-    return {"feature": feature, "params": {**params, **{k: v for k, v in cfg.eval.predict_params.items() if k in takes}},
-            "sr": cfg.data.sr}
+    return AudioSource(feature, {**params, **{k: v for k, v in cfg.eval.predict_params.items() if k in takes}},
+                       cfg.data.sr)
 
 
 class WindowSource:
@@ -226,8 +227,8 @@ def _check_layouts(cfg: RunConfig, name: str, spec) -> None:
                           f"{'is' if len(layouts) == 1 else 'are'} {kinds.pop()} ({', '.join(sorted(set(layouts.values())))})")
 
 
-def _model_inputs(meta: dict, names) -> dict:
-    return {n: {k: meta[n][k] for k in ("layout", "shape", "resize", "channels")} for n in names}
+def _model_inputs(meta: dict[str, InputSpec], names) -> dict:
+    return {n: meta[n].stage() for n in names}
 
 
 def branch_cache_key(model: FusionModel, cfg: RunConfig, train: TrackData, valid: TrackData | None,

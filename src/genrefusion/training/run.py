@@ -166,11 +166,11 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
         cfg.data.path, cfg.data.kind, cfg.data.exclude, cfg.data.genres = str(data), kind, [], []
         cfg.data.collections = []
     if inputs == AUDIO_PATH:
-        for input_name, source in ((n, i["audio"]) for n, i in fitted.inputs.items()):
+        for input_name, source in ((n, i.audio) for n, i in fitted.inputs.items()):
             if not source:
                 raise ConfigError(f"input {input_name!r} cannot be computed from audio")
-            cfg.inputs[input_name].feature, cfg.inputs[input_name].params = source["feature"], dict(source["params"])
-            cfg.data.sr = source["sr"]
+            cfg.inputs[input_name].feature, cfg.inputs[input_name].params = source.feature, dict(source.params)
+            cfg.data.sr = source.sr
     else:
         for input_name, feature in (inputs or {}).items():
             if input_name not in cfg.inputs:
@@ -186,7 +186,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, kind: s
         ds = ds.subset([t for t in ids if t in ds])
     td, problems = load_track_data(cfg, ds, labels=fitted.labels)
     for n, d in td.inputs.items():
-        want = tuple(fitted.inputs[n]["shape"])
+        want = tuple(fitted.inputs[n].shape)
         if d.example_shape(fitted.windowing.window_s) != want:
             raise ConfigError(f"input {n!r} ({d.feature}) gives examples of shape "
                               f"{d.example_shape(fitted.windowing.window_s)}; the model was trained on {want}")
