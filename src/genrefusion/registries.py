@@ -1,5 +1,6 @@
-"""What the registries of features, branches and fusion strategies share: reading a registered
-callable's parameters and first doc line, and looking names up with a close-match hint."""
+"""What every registry shares (features, branches, fusion strategies, dataset kinds, protocols,
+benchmark suites): adding a name once, reading a registered callable's parameters and first doc line,
+and looking names up with a close-match hint."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def first_doc_line(obj: Any) -> str:
 def did_you_mean(name: str, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(name), list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def register(table: dict[str, T], name: str, value: T, what: str, error: type[Exception]) -> T:
+    """Add ``value`` under ``name``; a name registered twice is ``error`` (two modules claiming one name)."""
+    if name in table:
+        raise error(f"{what} {name!r} registered twice")
+    table[name] = value
+    return value
 
 
 def lookup(table: Mapping[str, T], name: str, what: str, error: type[Exception]) -> T:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from genrefusion.errors import ConfigError
+from genrefusion.registries import lookup, register
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,11 @@ SUITES: dict[str, Suite] = {}
 
 
 def register_suite(suite: Suite) -> Suite:
-    SUITES[suite.name] = suite
-    return suite
+    return register(SUITES, suite.name, suite, "benchmark suite", ConfigError)
 
 
 def get_suite(name: str) -> Suite:
-    try:
-        return SUITES[name]
-    except KeyError:
-        raise ConfigError(f"unknown benchmark suite {name!r}; known: {', '.join(SUITES)}") from None
+    return lookup(SUITES, name, "benchmark suite", ConfigError)
 
 
 # ---- building blocks -------------------------------------------------------------------------------

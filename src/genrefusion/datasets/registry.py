@@ -13,6 +13,7 @@ from typing import Callable
 
 from genrefusion.datasets.base import Dataset
 from genrefusion.errors import DatasetError
+from genrefusion.registries import lookup, register
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,7 @@ def register_dataset(name: str, *, detect: Callable[[Path], bool], description: 
     """Decorator registering ``load(path, **options) -> Dataset`` under ``name``."""
 
     def wrap(load: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        if name in DATASETS:
-            raise DatasetError(f"dataset kind {name!r} registered twice")
-        DATASETS[name] = DatasetKind(name, load, detect, description, priority)
+        register(DATASETS, name, DatasetKind(name, load, detect, description, priority), "dataset kind", DatasetError)
         return load
 
     return wrap
@@ -60,7 +59,4 @@ def open_dataset(path: str | Path, *, kind: str | None = None, **options) -> Dat
     path = Path(path)
     if not path.exists():
         raise DatasetError("no such file or folder", path=path)
-    name = kind or detect_kind(path)
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset kind {name!r}; known: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name].load(path, **options)
+    return lookup(DATASETS, kind or detect_kind(path), "dataset kind", DatasetError).load(path, **options)

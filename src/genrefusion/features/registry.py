@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from genrefusion.errors import FeatureError
-from genrefusion.registries import first_doc_line, keyword_defaults, lookup
+from genrefusion.registries import first_doc_line, keyword_defaults, lookup, register
 
 INPUTS = ("audio", "image", "table", "lyrics")
 #: How a feature's array is laid out, which says how models window it in time:
@@ -90,11 +90,9 @@ def register_feature(name: str, *, input: str, shape: str, version: int = 1, def
         raise FeatureError(f"feature layout must be one of {LAYOUTS}, got {layout!r}")
 
     def wrap(fn):
-        if name in FEATURES:
-            raise FeatureError(f"feature {name!r} registered twice")
         params = keyword_defaults(fn, exclude=("sr",))
-        FEATURES[name] = FeatureSpec(name, fn, input, shape, first_doc_line(fn), version, default, names, params, layout,
-                                     rate, audio_twin)
+        register(FEATURES, name, FeatureSpec(name, fn, input, shape, first_doc_line(fn), version, default, names, params,
+                                             layout, rate, audio_twin), "feature", FeatureError)
         return fn
 
     return wrap

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from genrefusion.errors import ModelError
-from genrefusion.registries import check_args, first_doc_line, keyword_defaults, lookup
+from genrefusion.registries import check_args, first_doc_line, keyword_defaults, lookup, register
 
 KINDS = ("neural", "decision")
 
@@ -44,10 +44,8 @@ def register_fusion(name: str, *, kind: str):
         raise ModelError(f"fusion kind must be one of {KINDS}, got {kind!r}")
 
     def wrap(cls):
-        if name in FUSIONS:
-            raise ModelError(f"fusion strategy {name!r} registered twice")
         params = keyword_defaults(cls.__init__, exclude=("branches", "n_classes"))
-        FUSIONS[name] = FusionSpec(name, cls, kind, first_doc_line(cls), params)
+        register(FUSIONS, name, FusionSpec(name, cls, kind, first_doc_line(cls), params), "fusion strategy", ModelError)
         cls.fusion_name = name
         return cls
 

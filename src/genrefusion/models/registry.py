@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from genrefusion.errors import ModelError
-from genrefusion.registries import check_args, first_doc_line, keyword_defaults, lookup
+from genrefusion.registries import check_args, first_doc_line, keyword_defaults, lookup, register
 
 #: What an input looks like to a branch, by its number of per-example dimensions.
 INPUT_RANKS = {"vector": 1, "waveform": 2, "matrix": 3, "text": 1}
@@ -42,10 +42,9 @@ def register_branch(name: str, *, input: str, family: str = "neural", multi_inpu
         raise ModelError(f"branch input must be one of {sorted(INPUT_RANKS)}, got {input!r}")
 
     def wrap(cls):
-        if name in BRANCHES:
-            raise ModelError(f"branch {name!r} registered twice")
         params = keyword_defaults(cls.__init__, exclude=("n_classes", "in_shape"))
-        BRANCHES[name] = BranchSpec(name, cls, input, family, multi_input, first_doc_line(cls), params)
+        register(BRANCHES, name, BranchSpec(name, cls, input, family, multi_input, first_doc_line(cls), params), "branch",
+                 ModelError)
         cls.branch_name = name
         return cls
 

@@ -28,6 +28,7 @@ import numpy as np
 from genrefusion.config import RunConfig, config_to_dict, config_from_dict, set_dotted
 from genrefusion.datasets.base import Dataset
 from genrefusion.errors import ConfigError, DatasetError
+from genrefusion.registries import lookup, register
 from genrefusion.evaluation.metrics import aggregate, classification_metrics
 from genrefusion.splits import TWO_STAGE, Split, check_split, kfold_splits, published_split, stratified_split
 from genrefusion.track_data import TrackData, Windowing
@@ -73,17 +74,13 @@ PROTOCOLS: dict[str, Callable] = {}
 
 def register_protocol(name: str):
     def wrap(fn):
-        PROTOCOLS[name] = fn
-        return fn
+        return register(PROTOCOLS, name, fn, "protocol", ConfigError)
 
     return wrap
 
 
 def get_protocol(name: str):
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}") from None
+    return lookup(PROTOCOLS, name, "protocol", ConfigError)
 
 
 def base_split(cfg: RunConfig, ds: Dataset, *, fractions=None) -> Split:
