@@ -114,7 +114,7 @@ def _hold(lock_path: Path, what: str, option: str, where: Path) -> Held:
 
 
 def _row(path: str, model: str, prediction, error: str | None) -> tuple:
-    """One result as the stores' columns (:data:`COLUMNS`)."""
+    """One result as a row of the stores (the columns of SCHEMA, in order)."""
     p = Path(path)
     st = p.stat()
     probs = dict(zip(prediction.labels, map(float, prediction.proba))) if prediction is not None else None
@@ -182,9 +182,6 @@ class LibraryDB:
             self.conn.executemany("UPDATE tracks SET status = 'missing' WHERE path = ?", [(p,) for p in under])
         self.conn.commit()
         return len(under)
-
-    def count(self, status: str) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM tracks WHERE status = ?", (status,)).fetchone()[0]
 
     def record(self, path: str, model: str, prediction, error: str | None) -> None:
         self.conn.execute("INSERT OR REPLACE INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -286,9 +283,6 @@ class ShardStore:
             self._buffer.extend(tuple({**r, "status": "missing"}.values()) for r in rows)
             self.commit(force=True)
         return len(under)
-
-    def count(self, status: str) -> int:
-        return self.table().column("status").to_pylist().count(status)
 
     def record(self, path: str, model: str, prediction, error: str | None) -> None:
         self._buffer.append(_row(path, model, prediction, error))
