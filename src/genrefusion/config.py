@@ -116,7 +116,7 @@ class InputConfig:
 
 @dataclass
 class BranchConfig:
-    model: str = ""  # a registered branch (``genrefusion models list``)
+    model: str = ""  # a registered branch (``genrefusion architectures list``)
     inputs: list[str] = field(default_factory=list)  # input names; several for early fusion or multi-spectral
     args: dict[str, Any] = field(default_factory=dict)
     # Training settings of this branch alone (``train`` keys, e.g. a pretrained network's smaller

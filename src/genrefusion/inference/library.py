@@ -53,7 +53,7 @@ def model_id(bundle: str | Path | None, profile: str | None = None) -> str:
     """A short hash of the bundle's metadata and weights: a new model (or profile) re-tags everything."""
     folder = resolve_bundle(bundle, profile)
     h = hashlib.sha1()
-    for name in ("bundle.json", "weights.pt", "arrays.npz", "objects.pkl"):
+    for name in ("bundle.json", "arrays.npz", "sklearn.skops", "weights.pt", "objects.pkl"):  # today's files, then format 1's
         if (folder / name).is_file():
             h.update((folder / name).read_bytes())
     return h.hexdigest()[:12]
