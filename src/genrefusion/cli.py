@@ -469,17 +469,29 @@ def benchmark_cmd(suites: list[str] = typer.Argument(None, metavar="SUITE",
                   seeds: int = typer.Option(5, "--seeds", min=1, help="Seeds per model on fixed splits (full mode)."),
                   resume: bool = typer.Option(False, "--resume", help="Keep the entries an earlier run of the same "
                                               "suite, mode and --seeds finished (in the report's results.json); run the rest."),
-                  rerun: Optional[list[str]] = typer.Option(None, "--rerun", metavar="TEXT", help="With --resume: run again the entries "
-                                                            "whose label contains this text (repeatable), e.g. after a fix."),
+                  rerun: Optional[list[str]] = typer.Option(None, "--rerun", metavar="ID|TEXT", help="With --resume: run "
+                                                            "again the entry with this id, or those whose label contains "
+                                                            "this text (repeatable), e.g. after a fix."),
                   engine: str = typer.Option("local", "--engine", help="local (entries one after another) or ray "
                                              "(the training suites' entries as Ray tasks; needs .[ray])."),
                   address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
-                  list_only: bool = typer.Option(False, "--list", help="List the suites and exit.")):
+                  list_only: bool = typer.Option(False, "--list", help="List the suites (with SUITE: its entries' "
+                                                 "ids) and exit.")):
     """Run benchmark suites on the shared data and regenerate docs/BENCHMARKS.md."""
     from genrefusion.benchmarks.run import SPEED, benchmark
     from genrefusion.benchmarks.suites import SUITES
     from genrefusion.recipes import data_root
 
+    if list_only and suites:
+        from genrefusion.benchmarks.suites import get_suite
+
+        table = Table("suite", "id", "model")
+        for s in (get_suite(n) for n in suites if n != SPEED):
+            for e in s.entries:
+                table.add_row(s.name, e.id, e.label)
+        table.columns[1].no_wrap = True
+        out.print(table)
+        return
     if list_only:
         table = Table("suite", "title", "models", "protocol")
         table.columns[0].no_wrap = True

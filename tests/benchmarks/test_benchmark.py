@@ -23,8 +23,8 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
     base = {"data": {"path": synth_gtzan.name, "workers": 0}, "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}},
             "inputs": {"table": {"feature": "table_row"}}}
     suite = Suite("synth", "Synthetic", "holdout", (
-        Entry("logistic regression", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}),
-        Entry("broken", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}},
+        Entry("logistic-regression", "logistic regression", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}),
+        Entry("broken", "broken", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}},
                          "split": {"published": "no_such_split"}}),
     ), references=(("someone 2020", 50.0),))
     monkeypatch.setitem(SUITES, "synth", suite)
@@ -72,7 +72,7 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
 def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_store, tmp_path, monkeypatch):  # noqa: F811
     base = {"data": {"path": synth_gtzan.name, "workers": 0}, "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}},
             "inputs": {"table": {"feature": "table_row"}}, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}
-    entries = (Entry("first", base), Entry("second", {**base, "split": {"published": "no_such_split"}}))
+    entries = (Entry("first", "first", base), Entry("second", "second", {**base, "split": {"published": "no_such_split"}}))
     monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", entries))
     report = tmp_path / "docs" / "BENCHMARKS.md"
 
@@ -84,7 +84,7 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
 
     run(resume=False)
     first = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"][0]
-    monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", (entries[0], Entry("second", base))))
+    monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", (entries[0], Entry("second", "second", base))))
     logged = run(resume=True)
     assert "[synth] first: kept from the earlier run" in logged  # not trained again
     assert not any(m.startswith("[synth] second: kept") for m in logged)  # it failed before: run again
@@ -102,8 +102,10 @@ def test_resume_keeps_finished_entries_and_runs_the_rest(synth_gtzan, synth_stor
     assert json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"] == before
     assert "which ran no entry (`--resume` kept them all)" in report.read_text()
     logged = run(resume=True, rerun=("seco",))  # after a fix: run one entry again, keep the others
-    assert "[synth] first: kept from the earlier run" in logged and "[synth] second" in logged
-    for bad, why in (({"rerun": ("third",)}, "no entry's label"), ({"resume": False, "rerun": ("first",)}, "needs --resume")):
+    assert "[synth] first: kept from the earlier run" in logged and "[synth] second: second" in logged
+    logged = run(resume=True, rerun=("first",))  # or name it by its id
+    assert "[synth] first: first" in logged and "[synth] second: kept from the earlier run" in logged
+    for bad, why in (({"rerun": ("third",)}, "no entry's id, nor in any entry's label"), ({"resume": False, "rerun": ("first",)}, "needs --resume")):
         with pytest.raises(ConfigError, match=why):
             run(**{"resume": True, **bad})
     assert not any("kept from" in m for m in run(resume=True, seeds=2))  # one seed's results are not two seeds'
@@ -115,14 +117,36 @@ def test_an_entry_added_before_kept_ones_leaves_their_run_folders_alone(synth_gt
     base = {"data": {"path": synth_gtzan.name, "workers": 0}, "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}},
             "inputs": {"table": {"feature": "table_row"}}, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}
     report = tmp_path / "docs" / "BENCHMARKS.md"
-    for entries in ((Entry("first", base),), (Entry("added", base), Entry("first", base))):
+    for entries in ((Entry("first", "first", base),), (Entry("added", "added", base), Entry("first", "first", base))):
         monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", entries))
         benchmark(["synth"], data_root=str(synth_gtzan.parent), out=report, runs_dir=tmp_path / "runs", quick=False, seeds=1,
                   store=str(synth_store), resume=True, log=lambda m: None)
     added, first = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"]
-    assert added["run_dir"] != first["run_dir"]
-    assert " first\n" in (tmp_path / "runs" / "synth" / first["run_dir"].rsplit("/", 1)[1] / "config.yaml").read_text()
-    assert re.fullmatch(r"fusion-mean-a-b-[0-9a-f]{6}", run_mod.entry_dir_name("fusion: mean (a, b)"))
+    assert (added["run_dir"], first["run_dir"]) == ("synth/added", "synth/first")  # by id, not position
+    assert " first\n" in (tmp_path / "runs" / "synth" / "first" / "config.yaml").read_text()
+
+
+def test_entry_ids_are_short_slugs_unique_in_their_suite():
+    for suite in SUITES.values():
+        assert len({e.id for e in suite.entries}) == len(suite.entries)
+        assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", e.id) and len(e.id) <= 48 for e in suite.entries)
+    for bad in ("Logistic regression", "lr_", "-lr", "x" * 49):
+        with pytest.raises(ConfigError, match="entry id"):
+            Entry(bad, "a label", {})
+    with pytest.raises(ConfigError, match="two entries have the id 'lr'"):
+        Suite("s", "S", "holdout", (Entry("lr", "one", {}), Entry("lr", "two", {})))
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        Suite("s", "S", "holdout", (Entry("lr", "one", {}),)).entry("lrr")
+
+
+def test_results_files_keyed_by_label_are_read_back_by_id(tmp_path):
+    """results.json written before entries had ids: its entries get their suite entry's id by label."""
+    suite = SUITES["lyrics-br"]
+    old = {"suites": {"lyrics-br": {"entries": [{"label": e.label} for e in suite.entries] + [{"label": "gone"}]}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(old))
+    ids = [e["id"] for e in run_mod.load_results(path)["suites"]["lyrics-br"]["entries"]]
+    assert ids[:-1] == [e.id for e in suite.entries] and re.fullmatch(r"old-[0-9a-f]{8}", ids[-1])
 
 
 def test_provenance_lines_of_earlier_results_files_are_read_back():
@@ -206,7 +230,8 @@ def test_a_stopped_command_reports_what_the_entry_in_progress_finished(synth_gtz
 
     base = {"data": {"path": synth_gtzan.name, "workers": 0}, "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}},
             "inputs": {"table": {"feature": "table_row"}}, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}
-    entries = (Entry("first", base), Entry("repeated", {**base, "protocol": {"name": "repeated", "repeats": 3}}))
+    entries = (Entry("first", "first", base),
+               Entry("repeated", "repeated", {**base, "protocol": {"name": "repeated", "repeats": 3}}))
     monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", entries,
                                                entry_cells=lambda e: {"reference": f"paper of {e.label}"}))
     report = tmp_path / "docs" / "BENCHMARKS.md"
@@ -236,7 +261,7 @@ def test_a_stopped_command_reports_what_the_entry_in_progress_finished(synth_gtz
 
     monkeypatch.setattr(protocols, "_train_and_test", real)
     logged = run(resume=True)
-    assert "[synth] first: kept from the earlier run" in logged and "[synth] repeated" in logged  # run again, whole
+    assert "[synth] first: kept from the earlier run" in logged and "[synth] repeated: repeated" in logged  # again, whole
     finished = json.loads((report.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"][1]
     assert finished["stopped"] == "" and len(finished["accuracy"]["values"]) == 3
     assert "**stopped**" not in report.read_text()
@@ -292,9 +317,9 @@ def test_a_suite_opens_with_its_answer_the_gain_of_fusion_with_a_paired_interval
     lr = {"model": "logreg", "inputs": ["table"], "args": {"C": 0.01}}
     mlp = {"model": "mlp", "inputs": ["table"], "args": {"width": 8}}
     monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", (
-        Entry("weak logistic regression", {**base, "branches": {"lr": lr}}),
-        Entry("mlp", {**base, "branches": {"mlp": mlp}, "train": {"epochs": 3}}),
-        Entry("fusion: mean", {**base, "branches": {"lr": lr, "mlp": mlp}, "fusion": {"strategy": "mean", "mode": "frozen"},
+        Entry("weak-lr", "weak logistic regression", {**base, "branches": {"lr": lr}}),
+        Entry("mlp", "mlp", {**base, "branches": {"mlp": mlp}, "train": {"epochs": 3}}),
+        Entry("fusion-mean", "fusion: mean", {**base, "branches": {"lr": lr, "mlp": mlp}, "fusion": {"strategy": "mean", "mode": "frozen"},
                                "train": {"epochs": 3}}))))
     text = benchmark(["synth"], data_root=str(synth_gtzan.parent), out=tmp_path / "BENCHMARKS.md", runs_dir=tmp_path / "r",
                      quick=False, seeds=2, store=str(synth_store), log=lambda m: None).read_text()
@@ -304,7 +329,7 @@ def test_a_suite_opens_with_its_answer_the_gain_of_fusion_with_a_paired_interval
     assert n_test == len(by["fusion: mean"]["tracks"]) > 0 and set(by["mlp"]["tracks"]) == set(by["fusion: mean"]["tracks"])
     section = text.split("## Synthetic (`synth`)")[1]
     head, row = section.strip().splitlines()[0], section.strip().splitlines()[2]  # the section opens with its answer
-    assert head.startswith("| best single branch | best fusion | gain, points (95 % CI) | test tracks |")
+    assert head.startswith("| best single branch | best fusion | gain, points (95 % CI) | tracks |")
     best_single = max(("weak logistic regression", "mlp"), key=lambda k: by[k]["accuracy"]["mean"])
     assert row.startswith(f"| {best_single} (") and "| fusion: mean (" in row and f"| {n_test} |" in row
     gain, low, high = (float(x) for x in re.findall(r"[+-]\d+\.\d", row.split("|")[3]))
@@ -328,12 +353,12 @@ def test_the_matrix_puts_each_strategy_beside_the_others_on_the_same_branches(sy
     lr, mlp = {"model": "logreg", "inputs": ["table"]}, {"model": "mlp", "inputs": ["table"]}
     both = {"lr": lr, "mlp": mlp}
     suite = Suite("m", "Matrix", "holdout", (
-        Entry("lr", {"branches": {"lr": lr}}), Entry("mlp", {"branches": {"mlp": mlp}}),
-        Entry("mean", {"branches": both, "fusion": {"strategy": "mean", "mode": "frozen"}}),
-        Entry("stacking", {"branches": both, "fusion": {"strategy": "stacking", "mode": "frozen", "cross_fit": 5}}),
-        Entry("feature", {"branches": {"mlp": mlp}, "fusion": {"strategy": "feature", "mode": "joint"}})))
+        Entry("lr", "lr", {"branches": {"lr": lr}}), Entry("mlp", "mlp", {"branches": {"mlp": mlp}}),
+        Entry("mean", "mean", {"branches": both, "fusion": {"strategy": "mean", "mode": "frozen"}}),
+        Entry("stacking", "stacking", {"branches": both, "fusion": {"strategy": "stacking", "mode": "frozen", "cross_fit": 5}}),
+        Entry("feature", "feature", {"branches": {"mlp": mlp}, "fusion": {"strategy": "feature", "mode": "joint"}})))
     acc = {"mean": 0.5, "std": 0.0, "values": [0.5]}
-    res = run_mod.SuiteResult(suite, [run_mod.EntryResult(e.label, "m/x", True, 1.0, acc, acc) for e in suite.entries], 1.0)
+    res = run_mod.SuiteResult(suite, [run_mod.EntryResult(e.id, e.label, "m/x", True, 1.0, acc, acc) for e in suite.entries], 1.0)
     lines = run_mod.matrix_markdown(res)
     assert lines[2] == "| branches | alone | mean | stacking, cross-fitted | feature (joint) |"
     assert lines[4] == "| lr | 50.0 |  |  |  |" and lines[6] == "| lr + mlp |  | 50.0 | 50.0 |  |"

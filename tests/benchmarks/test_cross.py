@@ -42,9 +42,9 @@ def _measures(bal: float, n: int = 30) -> dict:
 def _results(values: dict[tuple[str, str], float]) -> list[EntryResult]:
     keys = entry_keys()
     out = []
-    for label, (model, direction) in keys.items():
+    for entry_id, (model, direction) in keys.items():
         if (model, direction) in values:
-            out.append(EntryResult(label, "run", True, 1.0, {"mean": 0.9, "std": 0.0, "values": [0.9]},
+            out.append(EntryResult(entry_id, SUITES["cross"].entry(entry_id).label, "run", True, 1.0, {"mean": 0.9, "std": 0.0, "values": [0.9]},
                                    {"mean": 0.9, "std": 0.0, "values": [0.9]},
                                    measures=_measures(values[(model, direction)])))
     return out
@@ -87,3 +87,30 @@ def test_the_card_takes_its_cross_figures_from_the_suite_and_names_weak_genres(t
     (bundle / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="no entries for recipe"):
         add_cross_figures(bundle, results)
+
+
+def test_its_summary_rows_compare_on_the_held_out_tracks_one_direction_at_a_time():
+    from genrefusion.benchmarks.run import summary_markdown
+
+    values = {("pools", "emotify"): 0.6, ("tags_pools_mean", "emotify"): 0.7, ("pools", "gtzan"): 0.9,
+              ("tags_pools_mean", "gtzan"): 0.8}
+    results = _results(values)
+    for r in results:  # the held-out tracks: right on the first (score x 100) of 100
+        r.measures["tracks"] = {f"t{i}": float(i < 100 * r.measures["accuracy"]) for i in range(100)}
+    lines = summary_markdown(SuiteResult(SUITES["cross"], results, 1.0))
+    rows = [line for line in lines if line.startswith("| GTZAN -> Emotify |") or line.startswith("| Emotify -> ")]
+    assert len(rows) == 2 and lines[0].startswith("| compared on | best single branch |")
+    emotify = rows[0].split(" | ")
+    assert "`pools-to-emotify`, 60.0 %" in emotify[1] and "`tags-pools-mean-to-emotify`, 70.0 %" in emotify[2]
+    assert emotify[3].startswith("**+10.0** [") and emotify[4] == "100"
+    assert "**-10.0** [" in rows[1]  # in-collection accuracy (0.9 for every entry here) is not what is compared
+    assert "held-out collection" in "\n".join(lines)
+
+
+def test_the_recipes_suite_says_why_it_has_no_summary_row():
+    from genrefusion.benchmarks.run import summary_markdown
+
+    acc = {"mean": 0.7, "std": 0.0, "values": [0.7]}
+    entries = [EntryResult(e.id, e.label, "r", True, 1.0, acc, acc) for e in SUITES["recipes"].entries]
+    assert summary_markdown(SuiteResult(SUITES["recipes"], entries, 1.0))[0].startswith(
+        "No summary row: each recipe is a whole published system")

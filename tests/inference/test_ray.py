@@ -197,10 +197,10 @@ def test_benchmark_entries_as_ray_tasks_give_the_local_results(cluster, synth_gt
     base = {"data": {"path": synth_gtzan.name, "workers": 0}, "inputs": {"table": {"feature": "table_row"}},
             "split": {"fractions": {"train": 0.5, "valid": 0.2, "test": 0.3}}}
     monkeypatch.setitem(SUITES, "synth", Suite("synth", "Synthetic", "holdout", (
-        Entry("logistic regression", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}),
-        Entry("mlp", {**base, "branches": {"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 8}}},
+        Entry("lr", "logistic regression", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}}}),
+        Entry("mlp", "mlp", {**base, "branches": {"mlp": {"model": "mlp", "inputs": ["table"], "args": {"width": 8}}},
                       "train": {"epochs": 2, "threads": 1}}),
-        Entry("broken", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}},
+        Entry("broken", "broken", {**base, "branches": {"lr": {"model": "logreg", "inputs": ["table"]}},
                          "split": {"published": "no_such_split"}}))))
 
     def results(engine: str) -> list[dict]:
@@ -209,7 +209,7 @@ def test_benchmark_entries_as_ray_tasks_give_the_local_results(cluster, synth_gt
                   quick=False, seeds=2, store=str(synth_store), log=lambda m: None, engine=engine,
                   address=cluster.address if engine == "ray" else None)
         entries = json.loads((out.parent / "benchmarks" / "results.json").read_text())["suites"]["synth"]["entries"]
-        return [{k: e[k] for k in ("label", "ok", "accuracy", "macro_f1", "branches", "error", "confusion")}
+        return [{k: e[k] for k in ("id", "label", "ok", "accuracy", "macro_f1", "branches", "error", "confusion")}
                 for e in entries]
 
     local, on_ray = results("local"), results("ray")

@@ -32,16 +32,9 @@ from genrefusion.evaluation.report import _pyplot, plot_confusion
 from genrefusion.file_lock import exclusive
 
 
-def entry_dir_name(label: str) -> str:
-    """An entry's run folder: its label's first words and a hash of the whole label. Named by label, not
-    position, because ``--resume`` keeps earlier entries' runs (their configs, models and predictions), and an
-    entry added before them must not write over those folders."""
-    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:48].rstrip("-")
-    return f"{slug}-{hashlib.sha1(label.encode()).hexdigest()[:6]}"
-
-
 @dataclass
 class EntryResult:
+    id: str  # the suite entry's id: its key in results.json, for --resume and --rerun
     label: str
     run_dir: str  # the entry's run folder, relative to the command's --runs folder
     ok: bool
@@ -85,7 +78,7 @@ def run_entry(suite: Suite, entry, *, data_root: str, out_dir: Path, quick: bool
     from genrefusion.training.protocols import RunStopped
     from genrefusion.training.run import summarize, train_run
 
-    run_dir = out_dir / suite.name / entry_dir_name(entry.label)
+    run_dir = out_dir / suite.name / entry.id  # by id, not position: --resume keeps earlier entries' folders
     cfg_dict = entry_config(entry, data_root=data_root, quick=quick, seeds=suite.seeds or seeds)
     cfg_dict["name"] = f"{suite.name}/{run_dir.name} {entry.label}"
     cfg_dict["data"]["store"] = store
@@ -94,7 +87,7 @@ def run_entry(suite: Suite, entry, *, data_root: str, out_dir: Path, quick: bool
 
     def measured(summary: dict, extra: dict, **more) -> EntryResult:
         r = RunMetrics.from_dict({"summary": summary})
-        return EntryResult(entry.label, f"{suite.name}/{run_dir.name}", True, time.perf_counter() - t1,
+        return EntryResult(entry.id, entry.label, f"{suite.name}/{run_dir.name}", True, time.perf_counter() - t1,
                            r.accuracy.to_dict(), r.macro_f1.to_dict(),
                            {b: v["accuracy"].to_dict() for b, v in r.branches.items()},
                            extra={**cells, **extra, "train s": f"{r.training_seconds:.0f}"}, **more)
@@ -138,7 +131,7 @@ def per_track(predictions: Path, labels: list[str]) -> tuple[dict[str, float], l
 
 
 def failed(suite: Suite, entry, seconds: float, error: str, cells: dict | None = None) -> EntryResult:
-    return EntryResult(entry.label, f"{suite.name}/{entry_dir_name(entry.label)}", False, seconds, extra=cells or {},
+    return EntryResult(entry.id, entry.label, f"{suite.name}/{entry.id}", False, seconds, extra=cells or {},
                        error=error.splitlines()[0][:300])
 
 
@@ -147,7 +140,7 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
               keep: dict[str, EntryResult] | None = None, kept_from: list[str] | None = None,
               engine: str = "local", address: str | None = None) -> SuiteResult:
     """Train and test every entry; ``on_entry`` gets the partial result after each one. Entries in
-    ``keep`` (by label: results of an earlier run, ``kept_from`` naming it) are reported, not re-run.
+    ``keep`` (by id: results of an earlier run, ``kept_from`` naming it) are reported, not re-run.
     Interrupted (Ctrl-C, SIGTERM), the entry in progress is reported with the seeds, repeats or folds
     it finished, ``on_entry`` gets that, and the interrupt goes on. ``engine: ray`` trains the entries
     as Ray tasks at once (one CPU each; run folders and store on a file system every node sees)."""
@@ -161,23 +154,23 @@ def run_suite(name: str, *, data_root: str, out_dir: Path, quick: bool, seeds: i
 
     def so_far(partial: bool) -> SuiteResult:
         return SuiteResult(suite, list(results), time.perf_counter() - t0, partial, list(kept_from or []),
-                           sum(e.label in keep for e in suite.entries[:len(results)]))
+                           sum(e.id in keep for e in suite.entries[:len(results)]))
 
     where = dict(data_root=data_root, out_dir=out_dir, quick=quick, seeds=seeds, store=store)
     on_ray = None
     if engine != "local":  # the workers may start elsewhere: every path absolute
         where.update(data_root=str(Path(data_root).resolve()), out_dir=out_dir.resolve(),
                      store=str(Path(store).resolve()))
-        todo = [e for e in suite.entries if e.label not in keep]
+        todo = [e for e in suite.entries if e.id not in keep]
         on_ray = map_ordered(functools.partial(run_entry, suite, **where), todo,
                              pool=engine_pool(engine, address), workers=None)
     try:
         for entry in suite.entries:
-            if entry.label in keep:
-                log(f"[{suite.name}] {entry.label}: kept from the earlier run")
-                results.append(keep[entry.label])
+            if entry.id in keep:
+                log(f"[{suite.name}] {entry.id}: kept from the earlier run")
+                results.append(keep[entry.id])
                 continue
-            log(f"[{suite.name}] {entry.label}")
+            log(f"[{suite.name}] {entry.id}: {entry.label}")
             if on_ray is None:
                 results.append(run_entry(suite, entry, log=log, **where))
             else:
@@ -211,9 +204,9 @@ def _pct(d: dict | None) -> str:
     return f"{100 * d['mean']:.1f}" + (f" ± {100 * d['std']:.1f}" if len(d["values"]) > 1 and d["std"] > 0 else "")
 
 
-def _fuses(suite: Suite, label: str) -> bool:
-    """Whether the suite's entry ``label`` fuses several branches (else it is one branch alone)."""
-    config = next(e.config for e in suite.entries if e.label == label)
+def _fuses(suite: Suite, entry_id: str) -> bool:
+    """Whether the suite's entry ``entry_id`` fuses several branches (else it is one branch alone)."""
+    config = suite.entry(entry_id).config
     return bool(config.get("fusion")) or len(config.get("branches", {})) > 1
 
 
@@ -230,11 +223,11 @@ def _cell_of(config: dict) -> tuple[str, str]:
 def matrix_markdown(res: SuiteResult) -> list[str]:
     """Branch set x fusion strategy, track accuracy (%): how each strategy does on the same branches (shown where
     some branch set is fused by more than one strategy)."""
-    configs = {e.label: e.config for e in res.suite.entries}
+    configs = {e.id: e.config for e in res.suite.entries}
     cells: dict[tuple[str, str], EntryResult] = {}
-    for e in (e for e in res.entries if e.ok and not e.stopped and e.accuracy):
-        row, col = _cell_of(configs[e.label])
-        cells[(row if (row, col) not in cells else f"{row} ({e.label})", col)] = e  # same branches, other settings
+    for e in (e for e in res.entries if e.ok and not e.stopped and e.accuracy and e.id in configs):
+        row, col = _cell_of(configs[e.id])
+        cells[(row if (row, col) not in cells else f"{row} (`{e.id}`)", col)] = e  # same branches, other settings
     rows = list(dict.fromkeys(r for r, _ in cells))
     cols = list(dict.fromkeys(c for _, c in cells))
     if len([c for c in cols if c != "alone"]) < 2:
@@ -248,30 +241,48 @@ def matrix_markdown(res: SuiteResult) -> list[str]:
 
 
 def summary_markdown(res: SuiteResult) -> list[str]:
-    """The suite's answer in one table: its best single branch, its best fusion, the gain with a 95 % paired
-    bootstrap interval over the test tracks both were tested on, and the protocol."""
-    ok = [e for e in res.entries if e.ok and not e.stopped and e.accuracy]
-    singles = [e for e in ok if not _fuses(res.suite, e.label)]
-    fusions = [e for e in ok if _fuses(res.suite, e.label)]
-    if not singles or not fusions:
+    """The suite's answer in one table: per group of entries (the suite's :class:`Headline`), its best single
+    branch, its best fusion, the gain with a 95 % paired bootstrap interval over the tracks both were tested on,
+    and the protocol."""
+    h = res.suite.headline
+    if h is None:
+        return [f"No summary row: {res.suite.no_headline}.", ""]
+    known = {e.id for e in res.suite.entries}  # an entry since removed from the suite is shown, not compared
+    scored = [(e, h.score(e)) for e in res.entries if e.ok and not e.stopped and e.id in known]
+    groups: dict[str, list] = {}
+    for e, score in scored:
+        if score is not None:
+            groups.setdefault(h.group(res.suite.entry(e.id)) if h.group else "", []).append((e, score))
+    head = ["best single branch", "best fusion", "gain, points (95 % CI)", "tracks", "protocol"]
+    head = ["compared on", *head] if h.group else head
+    rows = []
+    for group, members in groups.items():
+        singles = [m for m in members if not _fuses(res.suite, m[0].id)]
+        fusions = [m for m in members if _fuses(res.suite, m[0].id)]
+        if singles and fusions:
+            row = _gain_row(max(singles, key=lambda m: m[1]), max(fusions, key=lambda m: m[1]), h)
+            rows.append([group, *row, res.suite.protocol] if h.group else [*row, res.suite.protocol])
+    if not rows:
         return []
-    single = max(singles, key=lambda e: e.accuracy["mean"])
-    fusion = max(fusions, key=lambda e: e.accuracy["mean"])
-    head = ["best single branch", "best fusion", "gain, points (95 % CI)", "test tracks", "protocol"]
-    if single.tracks and fusion.tracks:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows), "",
+            f"Gain: the best fusion's {h.measure} minus the best single branch's, on the tracks both were tested on "
+            "(each track's score averaged over seeds, repeats or folds); the interval is a paired bootstrap over those "
+            "tracks (2 000 resamples).", ""]
+
+
+def _gain_row(single: tuple[EntryResult, float], fusion: tuple[EntryResult, float], h) -> list[str]:
+    """Cells: the two entries with their scores, the gain with its interval, and how many tracks it is over."""
+    (s, s_score), (f, f_score) = single, fusion
+    s_tracks, f_tracks = h.tracks(s), h.tracks(f)
+    if s_tracks and f_tracks:
         from genrefusion.evaluation.metrics import paired_bootstrap
 
-        gain, low, high, n = paired_bootstrap(fusion.tracks, single.tracks)
+        gain, low, high, n = paired_bootstrap(f_tracks, s_tracks)
         gain_cell, n_cell = f"**{100 * gain:+.1f}** [{100 * low:+.1f}, {100 * high:+.1f}]", str(n)
-    else:  # a section of results.json written before each test track's result was kept
-        gain_cell = f"{100 * (fusion.accuracy['mean'] - single.accuracy['mean']):+.1f} (no interval: re-run both)"
-        n_cell = "—"
-    row = [f"{single.label} ({_pct(single.accuracy)} %)", f"{fusion.label} ({_pct(fusion.accuracy)} %)", gain_cell,
-           n_cell, res.suite.protocol]
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |", "",
-            "Gain: the best fusion's track accuracy minus the best single branch's, on the test tracks both were "
-            "tested on (each track's accuracy averaged over seeds, repeats or folds); the interval is a paired "
-            "bootstrap over those tracks (2 000 resamples).", ""]
+    else:  # a section of results.json written before each track's result was kept
+        gain_cell, n_cell = f"{100 * (f_score - s_score):+.1f} (no interval: re-run both)", "—"
+    return [f"{s.label} (`{s.id}`, {100 * s_score:.1f} %)", f"{f.label} (`{f.id}`, {100 * f_score:.1f} %)", gain_cell,
+            n_cell]
 
 
 def plot_suite(res: SuiteResult, path: Path) -> Path:
@@ -425,7 +436,20 @@ def load_results(path: Path) -> dict:
         return {"suites": {}, "speed": None}
     if not isinstance(data, dict) or "suites" not in data:
         return {"suites": {}, "speed": None}
-    return data
+    return with_ids(data)
+
+
+def with_ids(stored: dict) -> dict:
+    """``stored`` (results.json) with every entry's id: files written before entries had ids keyed them by label,
+    which the suite's entries map to their ids (a label no entry has any more gets ``old-`` and its hash)."""
+    from genrefusion.benchmarks.suites import SUITES
+
+    for name, section in stored["suites"].items():
+        ids = {e.label: e.id for e in SUITES[name].entries} if name in SUITES else {}
+        for e in section.get("entries", []):
+            if "id" not in e:
+                e["id"] = ids.get(e["label"]) or f"old-{hashlib.sha1(e['label'].encode()).hexdigest()[:8]}"
+    return stored
 
 
 def _suite_from_json(name: str, stored: dict) -> SuiteResult:
@@ -435,7 +459,7 @@ def _suite_from_json(name: str, stored: dict) -> SuiteResult:
 
 def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict[str, EntryResult], list[dict | str]]:
     """The entries of suite ``name`` that an earlier run in the same mode and with the same ``seeds``
-    finished without failing or being stopped (by label), and the provenances of the runs they came from: what
+    finished without failing or being stopped (by id), and the provenances of the runs they came from: what
     ``--resume`` keeps."""
     section = stored["suites"].get(name)
     if section is None:
@@ -444,7 +468,7 @@ def resumable(stored: dict, name: str, *, quick: bool, seeds: int) -> tuple[dict
     seeded = get_suite(name).seeded
     if prov.quick != quick or (seeded and not quick and prov.seeds != seeds):  # quick mode always runs one seed
         return {}, []
-    kept = {e["label"]: EntryResult(**e) for e in section["entries"] if e["ok"] and not e.get("stopped")}
+    kept = {e["id"]: EntryResult(**e) for e in section["entries"] if e["ok"] and not e.get("stopped")}
     if not kept:
         return {}, []
     return kept, [section["provenance"], *section.get("kept_from", [])]
@@ -520,7 +544,7 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
 def _ran_nothing_new(res: SuiteResult, section: dict | None) -> bool:
     """Every entry of ``res`` was kept from ``section`` (the stored results), which holds no other entry."""
     return (section is not None and bool(res.entries) and res.kept == len(res.entries)
-            and [e["label"] for e in section["entries"]] == [e.label for e in res.entries])
+            and [e["id"] for e in section["entries"]] == [e.id for e in res.entries])
 
 
 def _best(res: SuiteResult) -> EntryResult | None:
@@ -542,21 +566,22 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
                   "repeats or folds it had finished, the others have no result yet.", ""]
     lines += [f"Protocol: {s.protocol}. Track-level test accuracy and macro-F1 (%, mean ± std over seeds, repeats "
               "or folds; no ± where every one gave the same)." + (f" Target: {s.target}." if s.target else "")
-              + " *train s*: training time of all its networks over every seed, repeat or fold.", ""]
+              + " *id*: the entry's key (`genrefusion benchmark SUITE --resume --rerun ID` runs it again). *train s*: "
+              "training time of all its networks over every seed, repeat or fold.", ""]
     extra = list(dict.fromkeys(k for e in res.entries for k in e.extra))
-    head = ["model", "accuracy", "macro-F1", "each branch alone (accuracy)", *extra, "wall s"]
+    head = ["id", "model", "accuracy", "macro-F1", "each branch alone (accuracy)", *extra, "wall s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in res.entries:
         cells = [e.extra.get(k, "—") for k in extra]
         if e.ok:
             alone = ", ".join(f"{b} {_pct(v)}" for b, v in e.branches.items()) or ""
-            row = [e.label + (f" (**stopped**: {e.stopped} finished)" if e.stopped else ""), _pct(e.accuracy),
+            row = [f"`{e.id}`", e.label + (f" (**stopped**: {e.stopped} finished)" if e.stopped else ""), _pct(e.accuracy),
                    _pct(e.macro_f1), alone, *cells, f"{e.seconds:.0f}"]
         else:
-            row = [e.label, "**failed**", "—", f"`{e.error}`", *cells, f"{e.seconds:.0f}"]
+            row = [f"`{e.id}`", e.label, "**failed**", "—", f"`{e.error}`", *cells, f"{e.seconds:.0f}"]
         lines.append("| " + " | ".join(row) + " |")
     for label, value in s.references:
-        lines.append("| " + " | ".join([f"*published: {label}*", f"*{value:.1f}*", *[""] * (len(head) - 2)]) + " |")
+        lines.append("| " + " | ".join(["", f"*published: {label}*", f"*{value:.1f}*", *[""] * (len(head) - 3)]) + " |")
     lines.append("")
     lines += matrix_markdown(res)
     if any(e.ok for e in res.entries):
@@ -581,20 +606,26 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
     return lines
 
 
+def _picks(text: str, entry) -> bool:
+    """Whether ``--rerun text`` names the suite entry: its id, or a text in its label."""
+    return text == entry.id or text in entry.label
+
+
 def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, quick: bool, seeds: int = 5,
               store: str = "store", resume: bool = False, rerun: tuple[str, ...] = (),
               log: Callable[[str], None] = print, engine: str = "local", address: str | None = None) -> Path:
     """Run ``suites`` and rewrite ``out``. ``resume``: keep the entries that an earlier run of the same
     suite in the same mode, with the same ``seeds``, finished (read from the report's ``results.json``)
-    and run only the rest, and those whose label contains one of the texts ``rerun`` (after a fix). ``engine``:
-    where the entries of the training suites train (``ray``: as Ray tasks, :func:`run_suite`)."""
+    and run only the rest, and those ``rerun`` picks (after a fix: an entry id, or a text in entries' labels).
+    ``engine``: where the entries of the training suites train (``ray``: as Ray tasks, :func:`run_suite`)."""
     training = [n for n in suites if n != SPEED]
-    labels = [e.label for name in training for e in get_suite(name).entries]  # every name valid before anything runs
+    entries = [e for name in training for e in get_suite(name).entries]  # every name valid before anything runs
     if rerun and not resume:
         raise ConfigError("--rerun picks entries not to keep from an earlier run: it needs --resume")
     for text in rerun:
-        if not any(text in label for label in labels):
-            raise ConfigError(f"--rerun {text!r} is in no entry's label of suite(s) {', '.join(training)}")
+        if not any(_picks(text, e) for e in entries):
+            raise ConfigError(f"--rerun {text!r} is no entry's id, nor in any entry's label, of suite(s) "
+                              f"{', '.join(training)}")
     stored = load_results(out.parent / "benchmarks" / RESULTS_FILE) if resume else {"suites": {}}
     t0 = time.perf_counter()
     argv = ["genrefusion", *sys.argv[1:]]
@@ -606,7 +637,9 @@ def benchmark(suites: list[str], *, data_root: str, out: Path, runs_dir: Path, q
 
     for n in training:
         keep, kept_from = resumable(stored, n, quick=quick, seeds=seeds)
-        keep = {label: e for label, e in keep.items() if not any(text in label for text in rerun)}
+        suite = get_suite(n)
+        again = {e.id for e in suite.entries if any(_picks(text, e) for text in rerun)}
+        keep = {i: e for i, e in keep.items() if i not in again}
         results.append(run_suite(n, data_root=data_root, out_dir=runs_dir, quick=quick, seeds=seeds, store=store,
                                  log=log, on_entry=checkpoint, keep=keep, kept_from=kept_from, engine=engine,
                                  address=address))

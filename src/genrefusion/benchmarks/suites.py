@@ -5,6 +5,7 @@ are relative to the data root (the recipes' ``data_root``, see ``recipes/default
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -12,12 +13,48 @@ from genrefusion.errors import ConfigError
 from genrefusion.registries import lookup, register
 
 
+#: an entry id: short, lower-case words joined by hyphens
+ENTRY_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+ENTRY_ID_MAX = 48
+
+
 @dataclass(frozen=True)
 class Entry:
+    """One model of a suite. ``id`` is its key (run folder, results.json, ``--resume`` and ``--rerun``), written
+    by hand so that it stays while the ``label`` (the report's words) is reworded."""
+
+    id: str
     label: str
     config: dict
     #: settings the suite's ``after_run`` reads, kept out of the run config (e.g. gtzan-clips' audio-path features)
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not ENTRY_ID.fullmatch(self.id) or len(self.id) > ENTRY_ID_MAX:
+            raise ConfigError(f"entry id {self.id!r} ({self.label}): lower-case words and digits joined by "
+                              f"hyphens, at most {ENTRY_ID_MAX} characters")
+
+
+def _test_accuracy(result) -> float | None:
+    """An entry result's mean track accuracy on its own protocol's test tracks."""
+    return result.accuracy["mean"] if result.accuracy else None
+
+
+def _test_tracks(result) -> dict[str, float] | None:
+    """Each of its test tracks' accuracy over the evaluations that tested it (None: not stored)."""
+    return result.tracks
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a suite's summary compares (its best fusion against its best single branch): the measure in words,
+    an entry result's score and per-track scores on it (their mean is the score, for the paired bootstrap), and
+    ``group``: entries compared only with their own group (e.g. a held-out collection), a summary row each."""
+
+    measure: str = "track accuracy on the test tracks"
+    score: Callable = _test_accuracy
+    tracks: Callable = _test_tracks
+    group: Callable[[Entry], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +82,21 @@ class Suite:
     #: seeds per entry on a fixed split whatever ``--seeds`` says (None: ``--seeds``), for a suite whose figures
     #: are not about seed-to-seed spread
     seeds: int | None = None
+    #: its summary's comparison; None (with ``no_headline``, why) where best single against best fusion means
+    #: nothing, e.g. systems on different data
+    headline: Headline | None = Headline()
+    no_headline: str = ""
+
+    def __post_init__(self):
+        seen: set[str] = set()
+        for e in self.entries:
+            if e.id in seen:
+                raise ConfigError(f"suite {self.name}: two entries have the id {e.id!r}")
+            seen.add(e.id)
+
+    def entry(self, entry_id: str) -> Entry:
+        """The entry with this id."""
+        return lookup({e.id: e for e in self.entries}, entry_id, f"entry of suite {self.name}", ConfigError)
 
     @property
     def seeded(self) -> bool:
@@ -114,49 +166,61 @@ def _gtzan_entries(split: str) -> tuple[Entry, ...]:
     classical_pools = ["musicnn_pools", "gbm", "logreg"]
     # cheap entries first: a run stopped part-way (or resumed in pieces) has already reported them
     return (
-        Entry("MLP on 57 features", _gtzan(split, ["mlp"])),
-        Entry("gradient boosting on 57 features", _gtzan(split, ["gbm"])),
-        Entry("logistic regression on 57 features", _gtzan(split, ["logreg"])),
-        Entry("musicnn (MSD) on the images' log-mel, read back, + logistic regression", _gtzan(split, ["musicnn"])),
-        Entry("image CNN (from scratch)", _gtzan(split, ["cnn"])),
-        Entry("image EfficientNet-Lite0 (ImageNet-initialised)", _gtzan(split, ["lite0"])),
-        Entry("fusion: mean (CNN, Lite0, MLP, GBM, LR)", frozen("mean")),
-        Entry("fusion: weighted mean (same five)", frozen("weighted_mean")),
-        Entry("fusion: product (same five)", frozen("product")),
-        Entry("fusion: product (CNN, Lite0, MLP, LR: no gradient boosting, whose libraries take ~1.4 s to import)",
+        Entry("mlp", "MLP on 57 features", _gtzan(split, ["mlp"])),
+        Entry("gbm", "gradient boosting on 57 features", _gtzan(split, ["gbm"])),
+        Entry("logreg", "logistic regression on 57 features", _gtzan(split, ["logreg"])),
+        Entry("musicnn-lr", "musicnn (MSD) on the images' log-mel, read back, + logistic regression",
+              _gtzan(split, ["musicnn"])),
+        Entry("cnn", "image CNN (from scratch)", _gtzan(split, ["cnn"])),
+        Entry("lite0", "image EfficientNet-Lite0 (ImageNet-initialised)", _gtzan(split, ["lite0"])),
+        Entry("five-mean", "fusion: mean (CNN, Lite0, MLP, GBM, LR)", frozen("mean")),
+        Entry("five-weighted-mean", "fusion: weighted mean (same five)", frozen("weighted_mean")),
+        Entry("five-product", "fusion: product (same five)", frozen("product")),
+        Entry("four-product",
+              "fusion: product (CNN, Lite0, MLP, LR: no gradient boosting, whose libraries take ~1.4 s to import)",
               _gtzan(split, ["cnn", "lite0", "mlp", "logreg"], {"strategy": "product", "mode": "frozen"})),
-        Entry("fusion: vote (same five)", frozen("vote")),
-        Entry("fusion: stacking (same five)", frozen("stacking")),
-        Entry("fusion: hierarchical (same five)", frozen("hierarchical")),
-        Entry("fusion: mean (the five + musicnn LR)", six("mean")),
-        Entry("fusion: weighted mean (the six)", six("weighted_mean")),
-        Entry("fusion: product (the six)", six("product")),
-        Entry("fusion: vote (the six)", six("vote")),
-        Entry("fusion: stacking (the six)", six("stacking")),
-        Entry("fusion: hierarchical (the six)", six("hierarchical")),
+        Entry("five-vote", "fusion: vote (same five)", frozen("vote")),
+        Entry("five-stacking", "fusion: stacking (same five)", frozen("stacking")),
+        Entry("five-hierarchical", "fusion: hierarchical (same five)", frozen("hierarchical")),
+        Entry("six-mean", "fusion: mean (the five + musicnn LR)", six("mean")),
+        Entry("six-weighted-mean", "fusion: weighted mean (the six)", six("weighted_mean")),
+        Entry("six-product", "fusion: product (the six)", six("product")),
+        Entry("six-vote", "fusion: vote (the six)", six("vote")),
+        Entry("six-stacking", "fusion: stacking (the six)", six("stacking")),
+        Entry("six-hierarchical", "fusion: hierarchical (the six)", six("hierarchical")),
         # as Emotify's best: the fusion learns from out-of-fold outputs, so the classical branches train on
         # train + valid (639 tracks), as a lone classical branch does, instead of giving up valid to the fusion
-        Entry("fusion: weighted mean, cross-fitted (musicnn LR, GBM, LR: the classical three, on train + valid)",
+        Entry("classical-weighted-mean-cf",
+              "fusion: weighted mean, cross-fitted (musicnn LR, GBM, LR: the classical three, on train + valid)",
               _gtzan(split, ["musicnn", "gbm", "logreg"], {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
-        Entry("musicnn (MSD) max and mean pool layer (the back end's input, 1506), read back, + logistic regression",
+        Entry("pools-lr",
+              "musicnn (MSD) max and mean pool layer (the back end's input, 1506), read back, + logistic regression",
               _gtzan(split, ["musicnn_pools"])),
-        Entry("fusion: weighted mean, cross-fitted (musicnn pool-layer LR, GBM, LR, on train + valid)",
+        Entry("pools-classical-weighted-mean-cf",
+              "fusion: weighted mean, cross-fitted (musicnn pool-layer LR, GBM, LR, on train + valid)",
               _gtzan(split, classical_pools, {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
         # the same three under the other decision strategies, their branches on train + valid too: mean, product
         # and vote learn nothing, and stacking learns from out-of-fold outputs. Not hierarchical: a classical
         # branch's embedding is its log-probabilities, so over these three it is the same model as stacking
-        *(Entry(f"fusion: {s} (musicnn pool-layer LR, GBM, LR, on train + valid)",
+        *(Entry(f"pools-classical-{s}", f"fusion: {s} (musicnn pool-layer LR, GBM, LR, on train + valid)",
                 _gtzan(split, classical_pools, {"strategy": s, "mode": "frozen"})) for s in ("mean", "product", "vote")),
-        Entry("fusion: stacking, cross-fitted (musicnn pool-layer LR, GBM, LR, on train + valid)",
+        Entry("pools-classical-stacking-cf",
+              "fusion: stacking, cross-fitted (musicnn pool-layer LR, GBM, LR, on train + valid)",
               _gtzan(split, classical_pools, {"strategy": "stacking", "mode": "frozen", "cross_fit": 5})),
-        *(Entry(f"fusion: {s.replace('_', ' ')} (the five + musicnn pool-layer LR)", six_pools(s))
-          for s in ("mean", "weighted_mean", "product", "vote", "stacking", "hierarchical")),
-        Entry("fusion: early, joint (one MLP on the 57 features and the musicnn pool layer side by side)",
+        *(Entry(f"six-pools-{_slug(s)}", f"fusion: {s.replace('_', ' ')} (the five + musicnn pool-layer LR)",
+                six_pools(s)) for s in ("mean", "weighted_mean", "product", "vote", "stacking", "hierarchical")),
+        Entry("table-pools-early",
+              "fusion: early, joint (one MLP on the 57 features and the musicnn pool layer side by side)",
               _gtzan(split, ["table_and_pools"], {"strategy": "early", "mode": "joint"})),
-        Entry("fusion: feature-level, joint (Lite0 + MLP)", joint("feature")),
-        Entry("fusion: logit-level, joint (Lite0 + MLP)", joint("logit")),
-        Entry("fusion: gated, joint (Lite0 + MLP)", joint("gated")),
+        Entry("lite0-mlp-feature", "fusion: feature-level, joint (Lite0 + MLP)", joint("feature")),
+        Entry("lite0-mlp-logit", "fusion: logit-level, joint (Lite0 + MLP)", joint("logit")),
+        Entry("lite0-mlp-gated", "fusion: gated, joint (Lite0 + MLP)", joint("gated")),
     )
+
+
+def _slug(name: str) -> str:
+    """A registry name (``weighted_mean``) as a part of an entry id (``weighted-mean``)."""
+    return name.replace("_", "-")
 
 
 #: registered fusion strategies the GTZAN suites cannot run over their branches, and why; a test over the
@@ -238,58 +302,61 @@ PATCH_SEQUENCES = {f"{m.replace('-', '_')}_patches": {"feature": "musicnn_patche
 register_suite(Suite(
     "emotify", "Emotify (400 clips, 4 genres)", "10 repeated stratified random 80/20 splits (the published protocol)",
     (
-        Entry("gradient boosting on 57 summary features", _emotify(SUMMARY, {"gbm": {"model": "gbm", "inputs": ["summary"]}})),
-        Entry("musicnn (MSD) + SVM", _emotify(MUSICNN, {"svm": {"model": "svm", "inputs": ["musicnn"]}})),
-        Entry("fusion: weighted mean (musicnn SVM, summary GBM)",
+        Entry("summary-gbm", "gradient boosting on 57 summary features", _emotify(SUMMARY, {"gbm": {"model": "gbm", "inputs": ["summary"]}})),
+        Entry("musicnn-svm", "musicnn (MSD) + SVM", _emotify(MUSICNN, {"svm": {"model": "svm", "inputs": ["musicnn"]}})),
+        Entry("svm-gbm-weighted-mean", "fusion: weighted mean (musicnn SVM, summary GBM)",
               _emotify({**MUSICNN, **SUMMARY}, {"svm": {"model": "svm", "inputs": ["musicnn"]},
                                                  "gbm": {"model": "gbm", "inputs": ["summary"]}},
                        {"strategy": "weighted_mean", "mode": "frozen"})),
-        Entry("mel CNN, 3 s windows averaged", _emotify(MEL, {"cnn": {"model": "cnn2d", "inputs": ["mel"]}},
+        Entry("mel-cnn", "mel CNN, 3 s windows averaged", _emotify(MEL, {"cnn": {"model": "cnn2d", "inputs": ["mel"]}},
                                                         train=WINDOWS)),
-        Entry("fusion: stacking (musicnn SVM, summary GBM, mel CNN)",
+        Entry("svm-gbm-cnn-stacking", "fusion: stacking (musicnn SVM, summary GBM, mel CNN)",
               _emotify({**MUSICNN, **SUMMARY, **MEL},
                        {"svm": {"model": "svm", "inputs": ["musicnn"]}, "gbm": {"model": "gbm", "inputs": ["summary"]},
                         "cnn": {"model": "cnn2d", "inputs": ["mel"]}},
                        {"strategy": "stacking", "mode": "frozen"}, WINDOWS)),
-        Entry("SVM on the four pretrained embeddings, concatenated (musicnn and VGG; MSD and MTT)",
+        Entry("four-svm-concat", "SVM on the four pretrained embeddings, concatenated (musicnn and VGG; MSD and MTT)",
               _emotify(PRETRAINED, {"svm": {"model": "svm", "inputs": list(PRETRAINED)}})),
-        Entry("fusion: weighted mean (an SVM on each of the four pretrained embeddings)",
+        Entry("four-svm-weighted-mean", "fusion: weighted mean (an SVM on each of the four pretrained embeddings)",
               _emotify(PRETRAINED, EMBEDDING_SVMS,
                        {"strategy": "weighted_mean", "mode": "frozen"})),
         # cross-fitted: the fusion learns from out-of-fold outputs of all 320 training tracks, and the branches
         # train on all of them, where a held-out fusion part costs the branches 44 tracks
-        Entry("fusion: weighted mean, cross-fitted (an SVM on each of the four pretrained embeddings)",
+        Entry("four-svm-weighted-mean-cf",
+              "fusion: weighted mean, cross-fitted (an SVM on each of the four pretrained embeddings)",
               _emotify(PRETRAINED, EMBEDDING_SVMS,
                        {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
-        Entry("fusion: stacking, cross-fitted (an SVM on each of the four pretrained embeddings, summary GBM)",
+        Entry("four-svm-gbm-stacking-cf",
+              "fusion: stacking, cross-fitted (an SVM on each of the four pretrained embeddings, summary GBM)",
               _emotify({**PRETRAINED, **SUMMARY}, {**EMBEDDING_SVMS,
                                                    "gbm": {"model": "gbm", "inputs": ["summary"]}},
                        {"strategy": "stacking", "mode": "frozen", "cross_fit": 5})),
         # mean, product and vote learn nothing, so their branches train on all 320 training tracks as well
-        *(Entry(f"fusion: {s} (an SVM on each of the four pretrained embeddings)",
+        *(Entry(f"four-svm-{s}", f"fusion: {s} (an SVM on each of the four pretrained embeddings)",
                 _emotify(PRETRAINED, EMBEDDING_SVMS, {"strategy": s, "mode": "frozen"}))
           for s in ("mean", "product", "vote")),
-        Entry("musicnn (MSD) max and mean pool layer (the back end's input, 1506) + logistic regression",
+        Entry("pools-lr", "musicnn (MSD) max and mean pool layer (the back end's input, 1506) + logistic regression",
               _emotify({"msd_musicnn_pools": POOL_LAYER["msd_musicnn_pools"]},
                        {"logreg": {"model": "logreg", "inputs": ["msd_musicnn_pools"], "args": {"C": 0.1}}})),
-        Entry("fusion: weighted mean, cross-fitted (LR on musicnn's pool layer, MSD and MTT; SVM on VGG, MSD and MTT)",
+        Entry("pools-vgg-weighted-mean-cf",
+              "fusion: weighted mean, cross-fitted (LR on musicnn's pool layer, MSD and MTT; SVM on VGG, MSD and MTT)",
               _emotify({**POOL_LAYER, **VGG}, {**{n: {"model": "logreg", "inputs": [n], "args": {"C": 0.1}} for n in POOL_LAYER},
                                                **{n: EMBEDDING_SVMS[n] for n in VGG}},
                        {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5})),
-        Entry("MLP on the four pretrained embeddings side by side (early)",
+        Entry("four-early", "MLP on the four pretrained embeddings side by side (early)",
               _emotify(PRETRAINED, {"mlp": {**EMBEDDING_MLP, "inputs": list(PRETRAINED)}},
                        {"strategy": "early", "mode": "joint"}, MLP_TRAIN)),
-        *(Entry(f"fusion: {label}, joint (an MLP on each of the four pretrained embeddings)",
+        *(Entry(f"four-mlp-{s}", f"fusion: {label}, joint (an MLP on each of the four pretrained embeddings)",
                 _emotify(PRETRAINED, EMBEDDING_MLPS, {"strategy": s, "mode": "joint"}, MLP_TRAIN))
           for s, label in (("feature", "feature-level"), ("logit", "logit-level"), ("gated", "gated"))),
-        Entry("fusion: hierarchical (an MLP on each of the four pretrained embeddings)",
+        Entry("four-mlp-hierarchical", "fusion: hierarchical (an MLP on each of the four pretrained embeddings)",
               _emotify(PRETRAINED, EMBEDDING_MLPS, {"strategy": "hierarchical", "mode": "frozen"}, MLP_TRAIN)),
-        Entry("fusion: co-attention, joint (the 3 s patch sequences of musicnn (MSD) and VGG (MTT))",
+        Entry("patches-coattention", "fusion: co-attention, joint (the 3 s patch sequences of musicnn (MSD) and VGG (MTT))",
               _emotify(PATCH_SEQUENCES, {n: {"model": "sequence_encoder", "inputs": [n]} for n in PATCH_SEQUENCES},
                        {"strategy": "coattention", "mode": "joint"}, MLP_TRAIN)),
         # last: its 513-bin STFT network takes hours on this CPU. The recipe itself: one definition of the
         # published system, whose networks both suites share (branch cache)
-        Entry("late-fusion CNN (STFT, mel, MFCC + deltas): the late-fusion-cnn recipe", _recipe("late-fusion-cnn")),
+        Entry("late-fusion-cnn", "late-fusion CNN (STFT, mel, MFCC + deltas): the late-fusion-cnn recipe", _recipe("late-fusion-cnn")),
     ),
     (("late-fusion CNN over STFT/mel/MFCC", 74.9),), target="above 90 %", not_fused={}))
 
@@ -304,10 +371,10 @@ def _cross_fitted(config: dict) -> dict:
 
 register_suite(Suite(
     "lyrics-br", "Brazilian lyrics (7 genres)", "5 stratified folds grouped by artist: no artist on both sides",
-    (Entry("TF-IDF + logistic regression", _recipe("lyrics-br-tfidf")),
-     Entry("MiniLM (English) + logistic regression", _recipe("lyrics-br-minilm")),
-     Entry("fusion: weighted mean (TF-IDF, MiniLM)", _recipe("lyrics-br-fused")),
-     Entry("fusion: weighted mean, cross-fitted (TF-IDF, MiniLM, on every training lyric)",
+    (Entry("tfidf-lr", "TF-IDF + logistic regression", _recipe("lyrics-br-tfidf")),
+     Entry("minilm-lr", "MiniLM (English) + logistic regression", _recipe("lyrics-br-minilm")),
+     Entry("weighted-mean", "fusion: weighted mean (TF-IDF, MiniLM)", _recipe("lyrics-br-fused")),
+     Entry("weighted-mean-cf", "fusion: weighted mean, cross-fitted (TF-IDF, MiniLM, on every training lyric)",
            _cross_fitted(_recipe("lyrics-br-fused"))))))
 
 
@@ -322,31 +389,32 @@ def _mendeley_entries() -> tuple[Entry, ...]:
                 # early fusion: one MLP reads the lyrics' embedding and the descriptors side by side
                 "joined": {**gated["branches"]["lyrics"], "inputs": ["minilm", "audio"]}}
 
-    def entry(label: str, names: list[str], fusion: dict | None = None) -> Entry:
+    def entry(entry_id: str, label: str, names: list[str], fusion: dict | None = None) -> Entry:
         chosen = {n: branches[n] for n in names}
         used = {i for b in chosen.values() for i in b["inputs"]}
-        return Entry(label, {**copy.deepcopy(tfidf_mlp), "inputs": {i: inputs[i] for i in sorted(used)},
+        return Entry(entry_id, label, {**copy.deepcopy(tfidf_mlp), "inputs": {i: inputs[i] for i in sorted(used)},
                              "branches": copy.deepcopy(chosen), "fusion": fusion})
 
-    frozen = lambda s: entry(f"TF-IDF lyrics + MLP descriptors, {s.replace('_', ' ')}",  # noqa: E731
+    frozen = lambda s: entry(f"tfidf-mlp-{s}", f"TF-IDF lyrics + MLP descriptors, {s.replace('_', ' ')}",  # noqa: E731
                              ["lyrics", "audio"], {"strategy": s, "mode": "frozen"})
-    joint = lambda s, label: entry(f"MiniLM lyrics + MLP descriptors, {label} (joint)",  # noqa: E731
+    joint = lambda s, label: entry(f"minilm-mlp-{s}", f"MiniLM lyrics + MLP descriptors, {label} (joint)",  # noqa: E731
                                    ["minilm", "audio"], {"strategy": s, "mode": "joint"})
     return (
-        entry("TF-IDF lyrics + logistic regression", ["lyrics"]),
-        entry("MiniLM lyrics + MLP", ["minilm"]),
-        entry("MLP on the six descriptors", ["audio"]),
-        entry("gradient boosting on the six descriptors", ["audio_gbm"]),
-        entry("logistic regression on the six descriptors", ["audio_lr"]),
-        Entry("TF-IDF lyrics + MLP descriptors, weighted mean", _recipe("mendeley-lyrics-audio")),
+        entry("tfidf-lr", "TF-IDF lyrics + logistic regression", ["lyrics"]),
+        entry("minilm-mlp", "MiniLM lyrics + MLP", ["minilm"]),
+        entry("descriptors-mlp", "MLP on the six descriptors", ["audio"]),
+        entry("descriptors-gbm", "gradient boosting on the six descriptors", ["audio_gbm"]),
+        entry("descriptors-lr", "logistic regression on the six descriptors", ["audio_lr"]),
+        Entry("tfidf-mlp-weighted-mean", "TF-IDF lyrics + MLP descriptors, weighted mean", _recipe("mendeley-lyrics-audio")),
         *(frozen(s) for s in ("mean", "product", "vote", "stacking", "hierarchical")),
-        entry("TF-IDF lyrics, GBM and LR on the descriptors, weighted mean, cross-fitted (on every training track)",
+        entry("tfidf-gbm-lr-weighted-mean-cf",
+              "TF-IDF lyrics, GBM and LR on the descriptors, weighted mean, cross-fitted (on every training track)",
               ["lyrics", "audio_gbm", "audio_lr"], {"strategy": "weighted_mean", "mode": "frozen", "cross_fit": 5}),
-        entry("MiniLM embedding and the descriptors side by side, one MLP (early)", ["joined"],
+        entry("minilm-descriptors-early", "MiniLM embedding and the descriptors side by side, one MLP (early)", ["joined"],
               {"strategy": "early", "mode": "joint"}),
         joint("feature", "feature-level"),
         joint("logit", "logit-level"),
-        Entry("MiniLM lyrics + MLP descriptors, gated (joint)", _recipe("mendeley-gated")),
+        Entry("minilm-mlp-gated", "MiniLM lyrics + MLP descriptors, gated (joint)", _recipe("mendeley-gated")),
     )
 
 
@@ -378,8 +446,8 @@ def _head_on_the_run_schedule(name: str) -> dict:
 
 register_suite(Suite(
     "recipes", "The five published-system recipes", "each recipe's own data and protocol (see its file)",
-    (*(Entry(name, _recipe(name)) for name in PUBLISHED_SYSTEMS),
-     Entry("efficientnet-mlp-logit, its fusion head on the branches' schedule (30 epochs at lr 0.0005; "
+    (*(Entry(name, name, _recipe(name)) for name in PUBLISHED_SYSTEMS),
+     Entry("efficientnet-mlp-logit-run-schedule", "efficientnet-mlp-logit, its fusion head on the branches' schedule (30 epochs at lr 0.0005; "
            "the recipe before fusion.train)", _head_on_the_run_schedule("efficientnet-mlp-logit"))),
     notes=("The authors' numbers come from their own splits: the EfficientNet + MLP figures from a random 40/40/20 "
            "GTZAN split (leaky: artists cross it), the others from Emotify or GTZAN under their own protocols. "
@@ -388,7 +456,9 @@ register_suite(Suite(
            "steps, after which the head's validation loss was still falling in every seed. The recipe now gives "
            "the head its own (fusion.train: lr 0.003, up to 200 epochs, patience 20), chosen from that curve before "
            "the re-run; the first version stays in the table, on the same cached branches."),
-    entry_cells=_recipe_reference))
+    entry_cells=_recipe_reference, headline=None,
+    no_headline="each recipe is a whole published system on its own data and protocol, so no entry is a branch "
+                "of another: compare each with its published figure"))
 
 
 def _clip_ids(data_root: str) -> list[str]:
@@ -433,14 +503,14 @@ register_suite(Suite(
     "gtzan-clips", "GTZAN's 100 audio clips: the audio path reproduces the table path",
     "models trained on GTZAN's images + feature table (fault-filtered split) with the 100 clips left out, "
     "then applied to those clips through the tables and through genrefusion's extractors on the audio",
-    (Entry("logistic regression on 57 features", _clips_entry(["logreg"])),
-     Entry("image CNN (from scratch)", _clips_entry(["cnn"])),
-     Entry("fusion: weighted mean (CNN, LR)", _clips_entry(["cnn", "logreg"], {"strategy": "weighted_mean", "mode": "frozen"})),
-     Entry("musicnn (MSD) + logistic regression on the PNGs' log-mel, read back; the audio path draws the "
+    (Entry("logreg", "logistic regression on 57 features", _clips_entry(["logreg"])),
+     Entry("cnn", "image CNN (from scratch)", _clips_entry(["cnn"])),
+     Entry("cnn-logreg-weighted-mean", "fusion: weighted mean (CNN, LR)", _clips_entry(["cnn", "logreg"], {"strategy": "weighted_mean", "mode": "frozen"})),
+     Entry("musicnn-lr", "musicnn (MSD) + logistic regression on the PNGs' log-mel, read back; the audio path draws the "
            "audio's mel image and reads it back", _clips_entry(["musicnn"])),
-     Entry("the same model; the audio path: musicnn on the audio itself (no picture)", _clips_entry(["musicnn"]),
+     Entry("musicnn-lr-on-audio", "the same model; the audio path: musicnn on the audio itself (no picture)", _clips_entry(["musicnn"]),
            extra={"audio_path_inputs": {"musicnn": "musicnn_embedding"}}),
-     Entry("musicnn (MSD) max and mean pool layer + logistic regression, read back as above",
+     Entry("pools-lr", "musicnn (MSD) max and mean pool layer + logistic regression, read back as above",
            _clips_entry(["musicnn_pools"]))),
     target="audio-path accuracy within 5 points of the tables path on the same tracks",
     notes=("The entry whose audio path is \"musicnn on the audio itself\" is a counter-example, kept on purpose: "

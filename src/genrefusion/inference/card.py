@@ -21,8 +21,10 @@ def add_cross_figures(folder: Path, results: Path) -> dict:
     """Put the cross suite's figures for this bundle (the shipped model at its prediction patches) into its card."""
     meta_path = folder / "bundle.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    from genrefusion.benchmarks.run import with_ids
+
     try:
-        suite = json.loads(Path(results).read_text(encoding="utf-8"))["suites"]["cross"]
+        suite = with_ids(json.loads(Path(results).read_text(encoding="utf-8")))["suites"]["cross"]
     except (OSError, ValueError, KeyError) as err:
         raise ModelError(f"no cross-suite results to read ({type(err).__name__}: {err})", path=results) from None
     from genrefusion.benchmarks.cross import DIRECTIONS, SHIPPED, entry_keys, shipped_key
@@ -35,7 +37,7 @@ def add_cross_figures(folder: Path, results: Path) -> dict:
     keys = entry_keys()
     figures, zero = {}, {}
     for e in suite["entries"]:
-        model, direction = keys.get(e["label"], (None, None))
+        model, direction = keys.get(e["id"], (None, None))
         if not e.get("ok") or not e.get("measures"):
             continue
         d = next(x for x in DIRECTIONS if x.key == direction)
