@@ -168,3 +168,25 @@ def test_an_unknown_fft_backend_is_one_clear_error(monkeypatch):
             dsp.rfft_rows(np.zeros((1, 8)))
     finally:
         dsp.default_fft_backend.cache_clear()
+
+
+@pytest.mark.parametrize("params", [{}, {"n_mels": 64, "fmin": 50.0, "fmax": 8000.0, "n_fft": 1024, "hop_length": 256}])
+def test_the_registered_mel_features_call_the_dsp_core_and_equal_librosa(y, params):
+    """log_mel, mfcc and summary_rich read the one mel of :mod:`dsp`; librosa stays the oracle."""
+    from genrefusion.features.spectral import log_mel, mfcc
+
+    ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, **params), ref=np.max)
+    np.testing.assert_allclose(log_mel(y, sr=SR, **params), ref, atol=2e-3)
+    plain = {k: v for k, v in params.items() if k not in ("fmin", "fmax")}
+    expected = librosa.feature.mfcc(y=y, sr=SR, n_mfcc=13, **plain)
+    np.testing.assert_allclose(mfcc(y, sr=SR, n_mfcc=13, deltas=0, **plain), expected, atol=2e-3)
+
+
+def test_no_registered_feature_computes_a_mel_with_librosa():
+    import inspect
+
+    from genrefusion.features import images, musicnn, spectral, summary
+
+    for module in (spectral, summary, images, musicnn):
+        assert "librosa.feature.melspectrogram" not in inspect.getsource(module), module.__name__
+        assert "librosa.feature.mfcc" not in inspect.getsource(module), module.__name__

@@ -157,12 +157,14 @@ def power_spectrogram(y: np.ndarray, *, n_fft: int = 2048, hop_length: int = 512
     return _shared(y, ("power", n_fft, hop_length), lambda: stft_magnitude(y, n_fft=n_fft, hop_length=hop_length) ** 2)
 
 
-def mel_power(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
-    """Mel power spectrogram ``(n_mels, n_frames)`` float32 (Slaney mel scale and norm, 0 Hz to sr/2)."""
-    return _shared(y, ("mel", sr, n_fft, hop_length, n_mels),
-                   lambda: apply_filters(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels),
+def mel_power(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
+              fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Mel power spectrogram ``(n_mels, n_frames)`` float32 (Slaney mel scale and norm, ``fmin`` to ``fmax``
+    Hz, default sr/2)."""
+    return _shared(y, ("mel", sr, n_fft, hop_length, n_mels, fmin, fmax),
+                   lambda: apply_filters(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax),
                                          power_spectrogram(y, n_fft=n_fft, hop_length=hop_length),
-                                         spans=_mel_spans(sr, n_fft, n_mels)))
+                                         spans=_mel_spans(sr, n_fft, n_mels, fmin, fmax)))
 
 
 def apply_filters(weights: np.ndarray, S: np.ndarray, *, spans: list[tuple[int, int]] | None = None) -> np.ndarray:
@@ -186,8 +188,8 @@ def row_spans(weights: np.ndarray) -> list[tuple[int, int]]:
 
 
 @lru_cache(maxsize=16)
-def _mel_spans(sr: int, n_fft: int, n_mels: int) -> list[tuple[int, int]]:
-    return row_spans(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels))
+def _mel_spans(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> list[tuple[int, int]]:
+    return row_spans(mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax))
 
 
 # ---- filter banks -----------------------------------------------------------------------------------

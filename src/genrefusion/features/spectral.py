@@ -1,4 +1,5 @@
-"""Frame-level spectral features: pure functions of a mono signal, built on librosa.
+"""Frame-level spectral features: pure functions of a mono signal; the mel family (log_mel, mfcc) on the one
+mel of :mod:`genrefusion.features.dsp`, the others on librosa.
 
 Every function takes ``y`` (``(n_samples,)`` float32) and keyword-only parameters, returns a
 float32 array, and is deterministic. Frame counts follow librosa's centred framing:
@@ -31,16 +32,16 @@ def log_stft(y: np.ndarray, *, sr: int, n_fft: int = 1024, hop_length: int = 512
     return _f32(librosa.amplitude_to_db(magnitude_stft(y, n_fft=n_fft, hop_length=hop_length), ref=np.max, top_db=top_db))
 
 
-@register_feature("log_mel", input="audio", shape="(n_mels, n_frames)", default=True)
+# version 2: the dsp core's mel (float32, as every other mel feature), where version 1 was librosa's (float64)
+@register_feature("log_mel", input="audio", shape="(n_mels, n_frames)", default=True, version=2)
 def log_mel(y: np.ndarray, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
             fmin: float = 0.0, fmax: float | None = None, top_db: float = 80.0) -> np.ndarray:
     """Log-mel power spectrogram in dB re the clip maximum (the GTZAN image recipe's matrix)."""
-    S = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
-                                       fmin=fmin, fmax=fmax)
-    return _f32(librosa.power_to_db(S, ref=np.max, top_db=top_db))
+    S = dsp.mel_power(y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    return _f32(dsp.power_to_db(S, ref=None, top_db=top_db))
 
 
-@register_feature("mfcc", input="audio", shape="(n_mfcc * (1 + deltas), n_frames)", default=True)
+@register_feature("mfcc", input="audio", shape="(n_mfcc * (1 + deltas), n_frames)", default=True, version=2)
 def mfcc(y: np.ndarray, *, sr: int, n_mfcc: int = 20, deltas: int = 2, n_fft: int = 2048,
          hop_length: int = 512, n_mels: int = 128) -> np.ndarray:
     """MFCCs (librosa defaults: dB mel, DCT-II ortho) stacked with their first ``deltas`` derivatives."""
@@ -48,7 +49,8 @@ def mfcc(y: np.ndarray, *, sr: int, n_mfcc: int = 20, deltas: int = 2, n_fft: in
         from genrefusion.errors import FeatureError
 
         raise FeatureError(f"mfcc: deltas must be 0, 1 or 2, got {deltas}")
-    m = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+    mel_db = dsp.power_to_db(dsp.mel_power(y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels))
+    m = dsp.mfcc(mel_db, n_mfcc=n_mfcc)
     parts = [m]
     if deltas and m.shape[1] >= 3:
         width = min(9, m.shape[1] - (1 - m.shape[1] % 2))  # librosa needs an odd width <= n_frames

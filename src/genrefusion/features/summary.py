@@ -117,7 +117,7 @@ def summary_rich_names(**_) -> list[str]:
     return [f"{name}_{stat}_{i + 1:02d}" for name, size in _RICH_PARTS for stat in _RICH_STATS for i in range(size)]
 
 
-@register_feature("summary_rich", input="audio", shape="(518,)", names=summary_rich_names, layout="vector")
+@register_feature("summary_rich", input="audio", shape="(518,)", names=summary_rich_names, layout="vector", version=2)
 def summary_rich(y: np.ndarray, *, sr: int) -> np.ndarray:
     """FMA's 518 statistics (kurtosis, max, mean, median, min, skew, std of 11 frame features)."""
     from scipy import stats  # ~0.4 s to import: only this feature needs it
@@ -125,12 +125,12 @@ def summary_rich(y: np.ndarray, *, sr: int) -> np.ndarray:
     cqt = np.abs(librosa.cqt(y, sr=sr, hop_length=512, bins_per_octave=12, n_bins=7 * 12, tuning=None))
     cens = librosa.feature.chroma_cens(C=cqt, sr=sr, n_chroma=12, n_octaves=7)
     S = magnitude_stft(y)
-    mel_db = librosa.power_to_db(librosa.feature.melspectrogram(S=S**2, sr=sr))
+    mel_db = dsp.power_to_db(dsp.mel_power(y, sr=sr))  # version 2: the dsp core's mel, where 1 had librosa's
     parts = {
         "chroma_cens": cens,
         "chroma_cqt": librosa.feature.chroma_cqt(C=cqt, sr=sr, n_chroma=12, n_octaves=7),
         "chroma_stft": librosa.feature.chroma_stft(S=S**2, sr=sr, n_chroma=12),
-        "mfcc": librosa.feature.mfcc(S=mel_db, n_mfcc=20),
+        "mfcc": dsp.mfcc(mel_db, n_mfcc=20),
         "rmse": librosa.feature.rms(S=S),
         "spectral_bandwidth": librosa.feature.spectral_bandwidth(S=S, sr=sr),
         "spectral_centroid": librosa.feature.spectral_centroid(S=S, sr=sr),
