@@ -25,6 +25,16 @@ from genrefusion.errors import FeatureError, GenreFusionError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
+
+def _argument_type(self, ctx) -> str:
+    """An argument's type in help: typer 0.29 prints a repeatable one as ``<list[str]>`` (a Python annotation), where
+    the usage line already says ``AUDIO...``; its metavar says what one item is."""
+    return "" if self.nargs == -1 else _typer_argument_type(self, ctx)
+
+
+_typer_argument_type = typer.core.TyperArgument.display_type_rich
+typer.core.TyperArgument.display_type_rich = _argument_type
+
 app = typer.Typer(help="genrefusion: music genre classification by multi-modal fusion.", no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False, add_completion=False)
 datasets_app = typer.Typer(help="Inspect and check datasets.", no_args_is_help=True, rich_markup_mode=None)
