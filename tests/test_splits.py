@@ -56,6 +56,21 @@ def test_kfold_each_track_tested_once_and_artists_grouped():
         assert not train_artists & {ds[t].artist for t in f.ids("test")}
 
 
+def test_kfold_refuses_a_genre_of_one_artist_up_front_and_accepts_it_leaky():
+    """Grouped, a genre whose tracks are one artist's lands in one fold's test part, and that fold would train
+    without it (GTZAN's clips: reggae is Bob Marley's): a clear error with the way out, not a failed fold."""
+    tracks = [*make_dataset(10, artists_per_genre=5).tracks,
+              *(Track(f"r{i:03d}", "reggae", artist="Bob Marley", audio_path=Path(f"/data/r/{i}.wav")) for i in range(10))]
+    ds = Dataset("toy", "manifest", Path("/data"), tuple(tracks))
+    with pytest.raises(DatasetError, match="genre\\(s\\) of dataset 'toy' with one artist: 'reggae' \\(Bob Marley, 10 "
+                                           "tracks\\);.*split.group_by_artist: false and split.leaky: true"):
+        kfold_splits(ds, k=5)
+    with pytest.raises(SplitLeakError, match="leaks: artist"):  # ungrouped, the checker still refuses a silent leak
+        kfold_splits(ds, k=5, group_by_artist=False)
+    folds = kfold_splits(ds, k=5, group_by_artist=False, leaky=True)
+    assert all("reggae" in {ds[t].genre for t in f.ids("train")} for f in folds)
+
+
 def test_save_load_round_trip(tmp_path):
     ds = make_dataset(10)
     split = stratified_split(ds, seed=0)

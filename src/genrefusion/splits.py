@@ -128,6 +128,20 @@ def _groups(dataset: Dataset, group_by_artist: bool | None) -> tuple[np.ndarray,
     return np.unique(keys, return_inverse=True)[1], use
 
 
+def _every_genre_has_two_groups(dataset: Dataset, groups: np.ndarray, labels: np.ndarray) -> None:
+    """Artist-grouped folds put a genre whose tracks are all one artist's in one fold's test part, and that fold
+    trains without the genre: refuse it up front, naming every such genre, with the way out."""
+    single = []
+    for genre in np.unique(labels):
+        members = np.flatnonzero(labels == genre)
+        if len(np.unique(groups[members])) < 2:
+            single.append(f"{str(genre)!r} ({dataset.tracks[members[0]].artist}, {len(members)} tracks)")
+    if single:
+        raise DatasetError(f"genre(s) of dataset {dataset.name!r} with one artist: {', '.join(single)}; artist-grouped "
+                           "folds would train a fold without each. Add tracks by other artists, or accept artist "
+                           "leakage in the in-collection figure with split.group_by_artist: false and split.leaky: true")
+
+
 def _resolution(fractions: Mapping[str, float]) -> list[int]:
     """Fractions as counts of equal folds: {0.7, 0.15, 0.15} -> [14, 3, 3]."""
     values = [Fraction(v).limit_denominator(100) for v in fractions.values()]
@@ -138,11 +152,12 @@ def _resolution(fractions: Mapping[str, float]) -> list[int]:
 
 
 def stratified_split(dataset: Dataset, *, fractions: Mapping[str, float] = TRAIN_VALID_TEST, seed: int = 0,
-                     group_by_artist: bool | None = None, name: str | None = None) -> Split:
+                     group_by_artist: bool | None = None, name: str | None = None, leaky: bool = False) -> Split:
     """A seeded split with each genre's share in every part, artist-grouped where artists are known.
 
     ``group_by_artist=None`` groups when any artist is known; grouped splits keep all of an
     artist's tracks on one side (stratified group folds), so proportions are approximate.
+    ``leaky``: ungrouped where artists are known, on purpose (``split.leaky``); else the checker refuses it.
     """
     if not dataset.tracks:
         raise DatasetError(f"dataset {dataset.name!r} is empty")
@@ -175,7 +190,8 @@ def stratified_split(dataset: Dataset, *, fractions: Mapping[str, float] = TRAIN
     empty = [n for n in names if n not in assignment.values()]
     if empty:
         raise DatasetError(f"dataset {dataset.name!r} ({len(labels)} tracks) is too small: part(s) {empty} would be empty")
-    split = Split(name or "-".join(f"{n}{round(f * 100)}" for n, f in fractions.items()) + f"-seed{seed}", assignment)
+    split = Split(name or "-".join(f"{n}{round(f * 100)}" for n, f in fractions.items()) + f"-seed{seed}", assignment,
+                  leaky)
     check_split(split, dataset)
     return split
 
@@ -187,20 +203,25 @@ def _largest_remainder(quotas: np.ndarray) -> np.ndarray:
     return base
 
 
-def kfold_splits(dataset: Dataset, *, k: int = 5, seed: int = 0, group_by_artist: bool | None = None) -> list[Split]:
-    """``k`` stratified (artist-grouped where known) folds, each a Split with parts train/test."""
+def kfold_splits(dataset: Dataset, *, k: int = 5, seed: int = 0, group_by_artist: bool | None = None,
+                 leaky: bool = False) -> list[Split]:
+    """``k`` stratified (artist-grouped where known) folds, each a Split with parts train/test (``leaky``: as
+    :func:`stratified_split`)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     if k < 2:
         raise DatasetError(f"k-fold needs k >= 2, got {k}")
-    groups, _ = _groups(dataset, group_by_artist)
+    groups, grouped = _groups(dataset, group_by_artist)
     labels = np.array([t.genre for t in dataset.tracks])
+    if grouped:
+        _every_genre_has_two_groups(dataset, groups, labels)
     ids = [t.track_id for t in dataset.tracks]
     out = []
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for i, (_, test) in enumerate(cv.split(np.zeros(len(ids)), labels, groups)):
         test_set = set(test.tolist())
-        split = Split(f"fold{i + 1}of{k}-seed{seed}", {tid: "test" if j in test_set else "train" for j, tid in enumerate(ids)})
+        split = Split(f"fold{i + 1}of{k}-seed{seed}", {tid: "test" if j in test_set else "train" for j, tid in enumerate(ids)},
+                      leaky)
         check_split(split, dataset)
         out.append(split)
     return out

@@ -90,15 +90,18 @@ def base_split(cfg: RunConfig, ds: Dataset, *, fractions=None) -> Split:
     if cfg.split.published:
         return published_split(ds, cfg.split.published, leaky=cfg.split.leaky)
     return stratified_split(ds, fractions=fractions or cfg.split.fractions, seed=cfg.split.seed,
-                            group_by_artist=cfg.split.group_by_artist)
+                            group_by_artist=cfg.split.group_by_artist,
+                            leaky=cfg.split.leaky)
 
 
-def carve(ds: Dataset, ids: list[str], fraction: float, seed: int, group_by_artist) -> tuple[list[str], list[str]]:
+def carve(ds: Dataset, ids: list[str], fraction: float, seed: int, group_by_artist,
+          leaky: bool = False) -> tuple[list[str], list[str]]:
     """Split ``ids`` into (fit, held-out) stratified by genre (artist-grouped where known); the held-out
     share is rounded to one of ``n`` equal folds (0.15 -> 1/7) so that few artist groups still fit."""
     sub = ds.subset(ids)
     n = max(2, round(1 / fraction))
-    s = stratified_split(sub, fractions={"fit": 1 - 1 / n, "held": 1 / n}, seed=seed, group_by_artist=group_by_artist)
+    s = stratified_split(sub, fractions={"fit": 1 - 1 / n, "held": 1 / n}, seed=seed, group_by_artist=group_by_artist,
+                         leaky=leaky)
     return s.ids("fit"), s.ids("held")
 
 
@@ -143,7 +146,8 @@ def _train_and_test(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Win
     if not uses_validation(cfg):  # nothing to stop early or to fuse: validation tracks train too
         fit_ids, valid_ids = fit_ids + list(valid_ids or []), []
     elif valid_ids is None:
-        fit_ids, valid_ids = carve(ds, fit_ids, cfg.split.valid_fraction, cfg.split.seed, cfg.split.group_by_artist)
+        fit_ids, valid_ids = carve(ds, fit_ids, cfg.split.valid_fraction, cfg.split.seed,
+                                   cfg.split.group_by_artist, cfg.split.leaky)
     parts = {"train": data.subset(fit_ids), "valid": data.subset(valid_ids), "test": data.subset(split.ids("test"))}
     if fusion_ids is not None:
         parts["fusion"] = data.subset(fusion_ids)
@@ -261,7 +265,7 @@ def repeated(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing,
     for r in range(cfg.protocol.repeats):
         seed = cfg.split.seed + r
         split = stratified_split(ds, fractions={"train": 1 - tf, "test": tf}, seed=seed,
-                                 group_by_artist=cfg.split.group_by_artist, name=f"repeat{r:02d}")
+                                 group_by_artist=cfg.split.group_by_artist, name=f"repeat{r:02d}", leaky=cfg.split.leaky)
         c = _seeded(cfg, cfg.train.seed + r)
         c.split.seed = seed
         jobs.append(partial(_train_and_test, c, ds, data, windowing, split, fit_part="train", valid_ids=None,
@@ -273,7 +277,8 @@ def repeated(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing,
 def kfold(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, run_dir: Path, log: Log):
     """``protocol.folds`` stratified folds, artist-grouped where artists are known; each fold is the
     test part once, validation carved from the other folds."""
-    folds = kfold_splits(ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist)
+    folds = kfold_splits(ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist,
+                            leaky=cfg.split.leaky)
     return _run_jobs(cfg, [partial(_train_and_test, cfg, ds, data, windowing, fold, fit_part="train", valid_ids=None,
                                     fusion_ids=None, name=f"fold{i + 1}", run_dir=run_dir / f"fold{i + 1}", log=log)
                             for i, fold in enumerate(folds)], log)
@@ -298,7 +303,7 @@ def with_values(cfg: RunConfig, point: dict) -> RunConfig:
 def _grid_score(c: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, fold: Split, *, name: str) -> float:
     """Track accuracy on ``fold``'s test part of ``c`` fitted on its other folds (one cell of the grid search)."""
     inner_fit, inner_valid = carve(ds, fold.ids("train"), c.split.valid_fraction, c.split.seed,
-                                   c.split.group_by_artist) if uses_validation(c) else (fold.ids("train"), [])
+                                   c.split.group_by_artist, c.split.leaky) if uses_validation(c) else (fold.ids("train"), [])
     fitted = fit_model(c, data.subset(inner_fit), data.subset(inner_valid), fusion_part=None, windowing=windowing,
                        log=lambda m: None)
     track, _, _ = evaluate(fitted, data.subset(fold.ids("test")), c.eval.aggregate, c.eval.top_k)
@@ -312,7 +317,8 @@ def cv_grid(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing, 
         raise ConfigError(f"cv_grid needs a test part; split has {split.parts}")
     pool = [t for t, p in split.assignment.items() if p != "test"]
     pool_ds = ds.subset(pool)
-    folds = kfold_splits(pool_ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist)
+    folds = kfold_splits(pool_ds, k=cfg.protocol.folds, seed=cfg.split.seed, group_by_artist=cfg.split.group_by_artist,
+                            leaky=cfg.split.leaky)
     points = grid_points(cfg.protocol.grid)
     for p in points:
         validate_config(with_values(cfg, p))  # every grid point is a valid config before anything trains
@@ -344,7 +350,8 @@ def refit_all(cfg: RunConfig, ds: Dataset, data: TrackData, windowing: Windowing
     as the protocols carve one where the model needs it (early stopping, a fusion that learns)."""
     fit_ids, valid_ids = list(data.ids), []
     if uses_validation(cfg):
-        fit_ids, valid_ids = carve(ds, fit_ids, cfg.split.valid_fraction, cfg.split.seed, cfg.split.group_by_artist)
+        fit_ids, valid_ids = carve(ds, fit_ids, cfg.split.valid_fraction, cfg.split.seed,
+                                   cfg.split.group_by_artist, cfg.split.leaky)
     log(f"refit: train {len(fit_ids)}, valid {len(valid_ids)} tracks (every track; nothing held out for a test)")
     return fit_model(cfg, data.subset(fit_ids), data.subset(valid_ids), windowing=windowing,
                      checkpoint_dir=run_dir / "checkpoints" / "refit", log=lambda m: log(f"refit {m}"))
