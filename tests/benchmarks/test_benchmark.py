@@ -66,6 +66,7 @@ def test_a_suite_runs_reports_failures_and_writes_the_file(synth_gtzan, synth_st
     assert "quick mode" in next(s for s in sections if s.startswith("Synthetic again")).lower()
     assert "quick mode" not in next(s for s in sections if s.startswith("Synthetic (")).lower()
     assert "which ran `synth2`" in text
+    assert text.count("How to read it:") == 1 and text.count("mean ± std over seeds") == 1  # each meaning said once
     assert (tmp_path / "docs" / "benchmarks" / "synth-best-confusion.png").is_file()
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from genrefusion import __version__
-from genrefusion.benchmarks.suites import MEASURES, Suite, entry_config, get_suite
+from genrefusion.benchmarks.suites import MEASURES, Headline, Suite, entry_config, get_suite
 from genrefusion.config import config_from_dict
 from genrefusion.errors import ConfigError
 from genrefusion.evaluation.metrics import RunMetrics
@@ -264,10 +264,9 @@ def summary_markdown(res: SuiteResult) -> list[str]:
             rows.append([group, *row, res.suite.protocol] if h.group else [*row, res.suite.protocol])
     if not rows:
         return []
+    compared = [] if h.measure == Headline().measure else [f"Compared on {h.measure}.", ""]
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows), "",
-            f"Gain: the best fusion's {h.measure} minus the best single branch's, on the tracks both were tested on "
-            "(each track's score averaged over seeds, repeats or folds); the interval is a paired bootstrap over those "
-            "tracks (2 000 resamples).", ""]
+            *compared]
 
 
 def _gain_row(single: tuple[EntryResult, float], fusion: tuple[EntryResult, float], h) -> list[str]:
@@ -497,6 +496,20 @@ def write_benchmarks(results: list[SuiteResult], *, out: Path, quick: bool, wall
                                 seeds=seeds)
 
 
+#: what each column and figure of the report means, said once at its top
+READING_GUIDE = [
+    "How to read it: each suite opens with its answer, its best fusion against its best single branch. *Gain* is the "
+    "fusion's track accuracy minus the branch's, in points, on the test tracks both were tested on (each track's "
+    "score averaged over seeds, repeats or folds), with a 95 % paired-bootstrap interval over those tracks (2 000 "
+    "resamples): an interval that holds 0 is no evidence that fusion helps. In the tables, *accuracy* and *macro-F1* "
+    "are track-level, on the entry's own test tracks (%, mean ± std over seeds, repeats or folds; no ± where every one "
+    "gave the same). *Each branch alone* is a fused entry's own branches, each tested alone on the same tracks: they "
+    "train as that fusion trains them (without the part a fusion learns from, or jointly), so a branch's figure "
+    "there may differ from its own entry's. *id* is the entry's key (`genrefusion benchmark SUITE --resume --rerun "
+    "ID` runs it again); *train s* the training time of all its networks over every seed, repeat or fold; *wall s* "
+    "the whole entry, features and tests included.", ""]
+
+
 def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, quick: bool, wall_s: float,
                      argv: list[str], speed, seeds: int) -> Path:
     from genrefusion.benchmarks.suites import SUITES
@@ -521,7 +534,7 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
     lines = ["# Benchmarks", "",
              f"Written by `{here.command}` on {here.date}, which ran {', '.join(f'`{n}`' for n in ran) or none}; "
              "every other section keeps the results of the command named under its title. Do not edit by hand: "
-             "`genrefusion benchmark SUITE...` re-runs suites and rewrites this file.", ""]
+             "`genrefusion benchmark SUITE...` re-runs suites and rewrites this file.", "", *READING_GUIDE]
     order = [n for n in SUITES if n in stored["suites"]] + [n for n in stored["suites"] if n not in SUITES]
     missing = [n for n in [*SUITES, SPEED] if n not in stored["suites"] and (n != SPEED or stored["speed"] is None)]
     if missing:
@@ -564,10 +577,7 @@ def _suite_markdown(res: SuiteResult, prov: Provenance, assets: Path) -> list[st
         lines += [f"> **Partial**: {done} of {len(s.entries)} entries had finished when this was written "
                   "(the command was still running, or was stopped); an entry stopped part-way shows the seeds, "
                   "repeats or folds it had finished, the others have no result yet.", ""]
-    lines += [f"Protocol: {s.protocol}. Track-level test accuracy and macro-F1 (%, mean ± std over seeds, repeats "
-              "or folds; no ± where every one gave the same)." + (f" Target: {s.target}." if s.target else "")
-              + " *id*: the entry's key (`genrefusion benchmark SUITE --resume --rerun ID` runs it again). *train s*: "
-              "training time of all its networks over every seed, repeat or fold.", ""]
+    lines += [f"Protocol: {s.protocol}." + (f" Target: {s.target}." if s.target else ""), ""]
     extra = list(dict.fromkeys(k for e in res.entries for k in e.extra))
     head = ["id", "model", "accuracy", "macro-F1", "each branch alone (accuracy)", *extra, "wall s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
