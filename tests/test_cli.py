@@ -75,3 +75,9 @@ def test_help_shows_flags_as_flags_and_lists_by_their_items(capsys):
         assert not re.search(r"--[\w-]+ <bool>", text), text  # a flag takes no value
         assert "<list" not in text  # a repeatable option or argument shows one item: --set KEY=VALUE, AUDIO...
     assert main(["train", "--help"]) == EXIT_OK and "--set KEY=VALUE" in capsys.readouterr().out
+
+
+def test_benchmark_list_of_a_suite_names_its_entry_ids(capsys):
+    assert main(["benchmark", "lyrics-br", "--list"]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert all(i in text for i in ("tfidf-lr", "minilm-lr", "weighted-mean-cf"))
