@@ -364,3 +364,12 @@ def test_the_matrix_puts_each_strategy_beside_the_others_on_the_same_branches(sy
     assert lines[2] == "| branches | alone | mean | stacking, cross-fitted | feature (joint) |"
     assert lines[4] == "| lr | 50.0 |  |  |  |" and lines[6] == "| lr + mlp |  | 50.0 | 50.0 |  |"
     assert lines[5] == "| mlp | 50.0 |  |  | 50.0 |"
+
+
+def test_results_json_keeps_each_entrys_tracks_on_one_line():
+    stored = {"suites": {"s": {"entries": [
+        {"id": "a", "tracks": {f"t{i}": i / 10 for i in range(50)}, "measures": {"tracks": {"x": 1.0}, "n": 1}},
+        {"id": "b", "tracks": None}]}}, "speed": None}
+    text = run_mod.results_json(stored)
+    assert json.loads(text) == stored and text.count("\n") < 30
+    assert '"tracks": {"t0":0.0,"t1":0.1,' in text and '"tracks": {"x":1.0}' in text

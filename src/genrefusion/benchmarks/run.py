@@ -527,7 +527,7 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
     if speed is not None:
         stored["speed"] = {"provenance": here.__dict__, "result": dataclasses.asdict(speed)}
     _portable_results(stored)
-    (assets / RESULTS_FILE).write_text(json.dumps(stored, indent=1), encoding="utf-8")
+    (assets / RESULTS_FILE).write_text(results_json(stored), encoding="utf-8")
 
     ran += [SPEED] if speed is not None else []
     none = "no entry (`--resume` kept them all)" if results else "no suite"
@@ -552,6 +552,32 @@ def _merge_and_write(results: list[SuiteResult], *, out: Path, assets: Path, qui
                                 Provenance(**stored["speed"]["provenance"]).line())
     out.write_text("\n".join(lines), encoding="utf-8")
     return out
+
+
+def results_json(stored: dict) -> str:
+    """results.json's text: indented, but each entry's per-track results (hundreds to thousands of tracks) on one
+    line, so that the file stays readable and its diffs small."""
+    compact: dict[str, str] = {}
+
+    def one_line(tracks):
+        if not tracks:
+            return tracks
+        key = f"\0tracks{len(compact)}"
+        compact[key] = json.dumps(tracks, separators=(",", ":"))
+        return key
+
+    def placeholder(entry: dict) -> dict:  # its tracks, and those of the suite's measures (cross: held-out tracks)
+        measures = entry.get("measures") or {}
+        return {**entry, "tracks": one_line(entry.get("tracks")),
+                **({"measures": {**measures, "tracks": one_line(measures["tracks"])}} if "tracks" in measures else {})}
+
+    def entries_of(section: dict) -> dict:
+        return {**section, "entries": [placeholder(e) for e in section.get("entries", [])]}
+
+    text = json.dumps({**stored, "suites": {n: entries_of(s) for n, s in stored["suites"].items()}}, indent=1)
+    for key, value in compact.items():
+        text = text.replace(json.dumps(key), value, 1)
+    return text
 
 
 def _ran_nothing_new(res: SuiteResult, section: dict | None) -> bool:
