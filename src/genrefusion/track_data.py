@@ -95,8 +95,8 @@ class TrackData:
         """(N,) int: tracks that must stay on one side of an inner fold share a value (the position
         of the first track with their artist, or fold group where the artist is unknown); a track with
         neither is its own group, so without them this is ``arange(N)``. A class whose tracks lie in one
-        artist or fold group (a small part) could not be folded: its tracks leave their fold groups (not their
-        artists)."""
+        fold group (a small part) could not be folded: its tracks leave their fold group, not their artist (see
+        :meth:`one_artist_classes`)."""
         keys = list(self.fold_keys or [None] * len(self))
         groups_of = defaultdict(set)  # each class's artists and fold groups
         for c, key in zip(self.y.tolist(), keys):
@@ -106,6 +106,13 @@ class TrackData:
                 for c, key in zip(self.y.tolist(), keys)]
         first: dict[FoldKey, int] = {}
         return np.array([first.setdefault(key, i) if key is not None else i for i, key in enumerate(keys)], np.int64)
+
+    def one_artist_classes(self) -> list[str]:
+        """The classes whose tracks here are all one artist's: artist-grouped inner folds fit a fold without each."""
+        keys_of = defaultdict(set)
+        for c, key in zip(self.y.tolist(), self.fold_keys or [None] * len(self)):
+            keys_of[c].add(key if key is not None and key.kind == "artist" else None)
+        return sorted(self.labels[c] for c, keys in keys_of.items() if len(keys) == 1 and None not in keys)
 
     def check_classes(self, part: str) -> None:
         """Refuse a part in which a class has no track (before any training)."""

@@ -440,6 +440,22 @@ def test_cross_fitting_keeps_an_artists_tracks_in_one_fold(synth_gtzan, synth_st
     assert sorted(idx) == list(range(len(data))) and len(outs["lr"]["logits"]) == len(data)
     for read, (branch_tracks,) in reads:
         assert not ({artist[t] for t in read} & {artist[t] for t in branch_tracks}) - {None}
+    first = data.labels[int(data.y[0])]  # its tracks all one artist's: a fold would fit without it, said up front
+    data.fold_keys = [FoldKey("artist", "one") if c == data.y[0] else FoldKey("artist", f"a{i % 4}")
+                      for i, c in enumerate(data.y)]
+    with pytest.raises(ConfigError, match=rf"cross-fitting: class\(es\) \['{first}'\] have one artist.*split.leaky"):
+        fit_module._out_of_fold_outputs(cfg, {"lr": {"model": "logreg", "inputs": ["table"], "args": {}}},
+                                        data, windowing, log=lambda m: None)
+
+
+def test_a_run_that_lets_artists_cross_folds_its_inner_folds_track_by_track(synth_gtzan, synth_store):
+    cfg = make_config(synth_gtzan, synth_store, inputs={"table": {"feature": "table_row"}},
+                      branches={"lr": {"model": "logreg", "inputs": ["table"]}})
+    grouped, _ = load_track_data(cfg, open_run_dataset(cfg))
+    cfg.split.group_by_artist, cfg.split.leaky = False, True
+    ungrouped, _ = load_track_data(cfg, open_run_dataset(cfg))
+    assert grouped.fold_keys is not None and ungrouped.fold_keys is None
+    assert ungrouped.groups().tolist() == list(range(len(ungrouped)))
 
 
 def test_track_groups_join_an_artists_tracks_and_leave_the_unknown_alone():
@@ -465,9 +481,12 @@ def test_fold_groups_join_tracks_unless_too_coarse_to_fold():
     coarse = data.subset(list("uvxyz"))  # class a in one group could not be folded: its tracks leave it
     assert coarse.groups().tolist() == [0, 1, 2, 3, 4]
     assert data.subset(list("uvwx")).groups().tolist() == [0, 0, 2, 3]  # class b alone leaves its group
-    both = TrackData(list("uvw"), np.array([0, 0, 1]), ["a", "b"], {},
-                     fold_keys=[FoldKey("artist", "x"), FoldKey("artist", "x"), G("b.0")])
-    assert both.groups().tolist() == [0, 0, 2]  # artists stay grouped when fold groups go
+    both = TrackData(list("uvwt"), np.array([0, 0, 0, 1]), ["a", "b"], {},
+                     fold_keys=[FoldKey("artist", "x"), FoldKey("artist", "x"), FoldKey("artist", "z"), G("b.0")])
+    assert both.groups().tolist() == [0, 0, 2, 3]  # artists stay grouped when fold groups go
+    one = TrackData(list("uvw"), np.array([0, 0, 1]), ["reggae", "b"], {},
+                    fold_keys=[FoldKey("artist", "bob marley"), FoldKey("artist", "bob marley"), G("b.0")])
+    assert one.one_artist_classes() == ["reggae"] and both.one_artist_classes() == []
     # a class whose unknown-artist tracks are one fold group still folds by its known artists: the group stays
     mixed = TrackData(list("uvw"), np.zeros(3, np.int64), ["a"], {}, fold_keys=[G("a.0"), G("a.0"), FoldKey("artist", "y")])
     assert mixed.groups().tolist() == [0, 0, 2]

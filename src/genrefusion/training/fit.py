@@ -386,6 +386,11 @@ def _out_of_fold_outputs(cfg: RunConfig, branch_cfg: dict, train: TrackData, win
     Returns ``(outputs, idx)`` as :func:`_outputs` does for ``train``: the fusion then learns from all
     training tracks, where a held-out fusion part would cost the branches those tracks."""
     n_classes = len(train.labels)
+    one_artist = train.one_artist_classes()
+    if one_artist:
+        raise ConfigError(f"cross-fitting: class(es) {one_artist} have one artist among the training tracks, and "
+                          "artist-grouped folds would fit a fold without them. Accept artist leakage with "
+                          "split.group_by_artist: false and split.leaky: true, or fuse without cross_fit")
     pieces = []
     for k, (fit_rows, held_rows) in enumerate(inner_folds(train.y, groups=train.groups(), k=cfg.fusion.cross_fit,
                                                           seed=cfg.train.seed)):

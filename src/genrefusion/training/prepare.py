@@ -137,7 +137,10 @@ def load_track_data(cfg: RunConfig, dataset: Dataset, *, store: FeatureStore | N
             spec = get_feature(cfg.inputs[n].feature)
             arrays = [np.array(a) for a in s.read(ids)]  # copies: the store's memory maps close with it
             inputs[n] = InputData(n, spec.name, spec.layout, arrays, _fps(cfg, n, spec, s.spec, arrays), dict(s.spec))
-        return TrackData(ids, y, labels, inputs, [dataset[t].fold_key for t in ids]), problems
+        # inner folds group as the run's splits do: a run that lets artists cross (split.group_by_artist: false)
+        # folds track by track
+        keys = [dataset[t].fold_key for t in ids] if cfg.split.group_by_artist is not False else None
+        return TrackData(ids, y, labels, inputs, keys), problems
     finally:
         if own_store:
             store.close()
