@@ -95,15 +95,20 @@ class TrackData:
         """(N,) int: tracks that must stay on one side of an inner fold share a value (the position
         of the first track with their artist, or fold group where the artist is unknown); a track with
         neither is its own group, so without them this is ``arange(N)``. A class whose tracks lie in one
-        fold group (a small part) could not be folded: its tracks leave their fold group, not their artist (see
-        :meth:`one_artist_classes`)."""
+        fold group, or all one artist's, could not be folded: its tracks leave it, so that a model's own selection
+        (stacking's C, SVM calibration) still sees the class in every fold, at the price of that artist on both
+        sides of it. Cross-fitting, whose outputs a fusion learns from, refuses such a class instead
+        (:meth:`one_artist_classes`)."""
         keys = list(self.fold_keys or [None] * len(self))
         groups_of = defaultdict(set)  # each class's artists and fold groups
+        unkeyed = set()  # the classes with a track of neither
         for c, key in zip(self.y.tolist(), keys):
             if key is not None:
                 groups_of[c].add(key)
-        keys = [None if key is not None and key.kind == "group" and len(groups_of[c]) < 2 else key
-                for c, key in zip(self.y.tolist(), keys)]
+            else:
+                unkeyed.add(c)
+        keys = [None if key is not None and len(groups_of[c]) < 2 and (key.kind == "group" or c not in unkeyed)
+                else key for c, key in zip(self.y.tolist(), keys)]
         first: dict[FoldKey, int] = {}
         return np.array([first.setdefault(key, i) if key is not None else i for i, key in enumerate(keys)], np.int64)
 
