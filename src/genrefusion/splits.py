@@ -135,7 +135,8 @@ def _every_genre_has_two_groups(dataset: Dataset, groups: np.ndarray, labels: np
     for genre in np.unique(labels):
         members = np.flatnonzero(labels == genre)
         if len(np.unique(groups[members])) < 2:
-            single.append(f"{str(genre)!r} ({dataset.tracks[members[0]].artist}, {len(members)} tracks)")
+            artist = dataset.tracks[members[0]].artist  # none: the genre is one track of no known artist
+            single.append(f"{str(genre)!r} ({artist}, {len(members)} tracks)" if artist else f"{str(genre)!r} (1 track)")
     if single:
         raise DatasetError(f"genre(s) of dataset {dataset.name!r} with one artist: {', '.join(single)}; artist-grouped "
                            "folds would train a fold without each. Add tracks by other artists, or accept artist "
