@@ -206,7 +206,7 @@ def _pct(d: dict | None) -> str:
 
 def _fuses(suite: Suite, entry_id: str) -> bool:
     """Whether the suite's entry ``entry_id`` fuses several branches (else it is one branch alone)."""
-    config = suite.entry(entry_id).config
+    config = suite.by_id[entry_id].config
     return bool(config.get("fusion")) or len(config.get("branches", {})) > 1
 
 
@@ -223,10 +223,10 @@ def _cell_of(config: dict) -> tuple[str, str]:
 def matrix_markdown(res: SuiteResult) -> list[str]:
     """Branch set x fusion strategy, track accuracy (%): how each strategy does on the same branches (shown where
     some branch set is fused by more than one strategy)."""
-    configs = {e.id: e.config for e in res.suite.entries}
+    known = res.suite.by_id
     cells: dict[tuple[str, str], EntryResult] = {}
-    for e in (e for e in res.entries if e.ok and not e.stopped and e.accuracy and e.id in configs):
-        row, col = _cell_of(configs[e.id])
+    for e in (e for e in res.entries if e.ok and not e.stopped and e.accuracy and e.id in known):
+        row, col = _cell_of(known[e.id].config)
         cells[(row if (row, col) not in cells else f"{row} (`{e.id}`)", col)] = e  # same branches, other settings
     rows = list(dict.fromkeys(r for r, _ in cells))
     cols = list(dict.fromkeys(c for _, c in cells))
@@ -247,12 +247,12 @@ def summary_markdown(res: SuiteResult) -> list[str]:
     h = res.suite.headline
     if h is None:
         return [f"No summary row: {res.suite.no_headline}.", ""]
-    known = {e.id for e in res.suite.entries}  # an entry since removed from the suite is shown, not compared
+    known = res.suite.by_id  # an entry since removed from the suite is shown, not compared
     scored = [(e, h.score(e)) for e in res.entries if e.ok and not e.stopped and e.id in known]
     groups: dict[str, list] = {}
     for e, score in scored:
         if score is not None:
-            groups.setdefault(h.group(res.suite.entry(e.id)) if h.group else "", []).append((e, score))
+            groups.setdefault(h.group(known[e.id]) if h.group else "", []).append((e, score))
     head = ["best single branch", "best fusion", "gain, points (95 % CI)", "tracks", "protocol"]
     head = ["compared on", *head] if h.group else head
     rows = []

@@ -5,6 +5,7 @@ are relative to the data root (the recipes' ``data_root``, see ``recipes/default
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -88,15 +89,18 @@ class Suite:
     no_headline: str = ""
 
     def __post_init__(self):
-        seen: set[str] = set()
-        for e in self.entries:
-            if e.id in seen:
-                raise ConfigError(f"suite {self.name}: two entries have the id {e.id!r}")
-            seen.add(e.id)
+        if len(self.by_id) < len(self.entries):
+            twice = next(e.id for i, e in enumerate(self.entries) if e.id in {x.id for x in self.entries[:i]})
+            raise ConfigError(f"suite {self.name}: two entries have the id {twice!r}")
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, Entry]:
+        """Its entries by id, in order."""
+        return {e.id: e for e in self.entries}
 
     def entry(self, entry_id: str) -> Entry:
         """The entry with this id."""
-        return lookup({e.id: e for e in self.entries}, entry_id, f"entry of suite {self.name}", ConfigError)
+        return lookup(self.by_id, entry_id, f"entry of suite {self.name}", ConfigError)
 
     @property
     def seeded(self) -> bool:
